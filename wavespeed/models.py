@@ -1,0 +1,161 @@
+"""Typed shapes of the WAN 2.6 reference-to-video contract (shared/wavespeed-wan26-ref2video.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+MODEL_PATH = "alibaba/wan-2.6/reference-to-video"
+
+SIZES: tuple[str, ...] = ("1280*720", "720*1280", "1920*1080", "1080*1920")
+DURATIONS: tuple[int, ...] = (5, 10)
+SHOT_TYPES: tuple[str, ...] = ("single", "multi")
+SEED_MIN = -1
+SEED_MAX = 2_147_483_647
+MAX_VIDEOS = 2
+
+
+class TaskStatus(StrEnum):
+    CREATED = "created"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    # Not in the model page, but the contract says clients must treat these as terminal failures.
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    DELETED = "deleted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (TaskStatus.CREATED, TaskStatus.PROCESSING)
+
+
+def resolution_of(size: str) -> str:
+    """'720p' or '1080p' for a WaveSpeed size string."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    return "1080p" if "1080" in size.split("*") else "720p"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """The body of one submit POST. Validated on construction so a bad one never costs money."""
+
+    videos: tuple[str, ...]
+    prompt: str
+    negative_prompt: str | None = None
+    audio: str | None = None
+    size: str = "1280*720"
+    duration: int = 5
+    shot_type: str = "single"
+    enable_prompt_expansion: bool = False
+    seed: int = -1
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.videos) <= MAX_VIDEOS:
+            raise ValueError(f"videos must hold 1 to {MAX_VIDEOS} URLs, not {len(self.videos)}")
+        if any(not isinstance(v, str) or not v for v in self.videos):
+            raise ValueError("every video must be a non-empty URL")
+        if not self.prompt.strip():
+            raise ValueError("prompt must not be empty")
+        resolution_of(self.size)
+        if self.duration not in DURATIONS:
+            raise ValueError(f"duration must be 5 or 10 seconds, not {self.duration}")
+        if self.shot_type not in SHOT_TYPES:
+            raise ValueError(f"shot_type must be single or multi, not {self.shot_type!r}")
+        if isinstance(self.seed, bool) or not SEED_MIN <= self.seed <= SEED_MAX:
+            raise ValueError(f"seed must be between {SEED_MIN} and {SEED_MAX}, not {self.seed}")
+
+    @property
+    def resolution(self) -> str:
+        return resolution_of(self.size)
+
+    def to_json(self) -> dict[str, Any]:
+        """The submit body; optional text fields are left out when unset."""
+        body: dict[str, Any] = {
+            "videos": list(self.videos),
+            "prompt": self.prompt,
+            "size": self.size,
+            "duration": self.duration,
+            "shot_type": self.shot_type,
+            "enable_prompt_expansion": self.enable_prompt_expansion,
+            "seed": self.seed,
+        }
+        if self.negative_prompt:
+            body["negative_prompt"] = self.negative_prompt
+        if self.audio:
+            body["audio"] = self.audio
+        return body
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GenerationRequest:
+        return cls(
+            videos=tuple(data["videos"]),
+            prompt=data["prompt"],
+            negative_prompt=data.get("negative_prompt"),
+            audio=data.get("audio"),
+            size=data.get("size", "1280*720"),
+            duration=int(data.get("duration", 5)),
+            shot_type=data.get("shot_type", "single"),
+            enable_prompt_expansion=bool(data.get("enable_prompt_expansion", False)),
+            seed=int(data.get("seed", -1)),
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """`data` of a submit or result reply."""
+
+    id: str
+    status: TaskStatus
+    outputs: tuple[str, ...] = ()
+    has_nsfw_contents: tuple[bool, ...] = ()
+    error: str | None = None
+    model: str | None = None
+    created_at: str | None = None
+    inference_ms: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is TaskStatus.COMPLETED and bool(self.outputs)
+
+    @property
+    def output_is_nsfw(self) -> bool:
+        return bool(self.has_nsfw_contents and self.has_nsfw_contents[0])
+
+    @classmethod
+    def from_data(cls, data: Any) -> Prediction:
+        """Parse `data`; raises ValueError (the client turns it into MalformedResponseError)."""
+        if not isinstance(data, dict):
+            raise ValueError("data is not an object")
+        task_id = data.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError("data.id is missing")
+        try:
+            status = TaskStatus(str(data.get("status")))
+        except ValueError as exc:
+            raise ValueError(f"unknown status {data.get('status')!r}") from exc
+        outputs = data.get("outputs") or []
+        nsfw = data.get("has_nsfw_contents") or []
+        if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+            raise ValueError("data.outputs is not a list of URLs")
+        if not isinstance(nsfw, list):
+            raise ValueError("data.has_nsfw_contents is not a list")
+        timings = data.get("timings") or {}
+        inference = timings.get("inference") if isinstance(timings, dict) else None
+        error = data.get("error")
+        return cls(
+            id=task_id,
+            status=status,
+            outputs=tuple(outputs),
+            has_nsfw_contents=tuple(bool(x) for x in nsfw),
+            error=str(error) if error else None,
+            model=data.get("model") if isinstance(data.get("model"), str) else None,
+            created_at=data.get("created_at") if isinstance(data.get("created_at"), str) else None,
+            inference_ms=int(inference) if isinstance(inference, int | float) else None,
+        )
