@@ -1,0 +1,280 @@
+"""Persisted jobs. Each transition is a conditional UPDATE (`WHERE state IN (...)`), so two
+actors racing for one job (the scheduler and a cancel, say) cannot both win; and a
+transition that settles money does so in the same transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aiosqlite
+
+from storage.credits import ensure_account, reserve, settle
+from storage.database import Database
+from wavespeed.models import GenerationRequest
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"          # credits held, waiting for a WaveSpeed slot
+    SUBMITTING = "submitting"  # the POST may be on the wire: never POST again from here
+    RUNNING = "running"        # WaveSpeed has the task (task_id known): poll it
+    DELIVERING = "delivering"  # output ready: download and post it
+    DELIVERED = "delivered"    # posted, credits captured
+    FAILED = "failed"          # credits released
+    CANCELLED = "cancelled"    # credits released
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+ACTIVE_STATES = (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING)
+TERMINAL_STATES = (JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobLimitError(Exception):
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(f"already {active} unfinished jobs; the limit is {limit}")
+        self.active = active
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    state: JobState
+    request: GenerationRequest
+    price: int
+    reservation_id: int
+    task_id: str | None
+    output_url: str | None
+    output_nsfw: bool | None
+    submit_attempts: int
+    not_before: float | None
+    failure_code: str | None
+    failure_detail: str | None
+    needs_reconciliation: bool
+    reconciliation_note: str | None
+    delivery: dict[str, Any] | None
+    context: dict[str, Any] = field(default_factory=dict)
+    notified: bool = False
+    created_at: float = 0.0
+    submitted_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def user_key(self) -> tuple[int, int]:
+        return (self.guild_id, self.user_id)
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Job:
+        return cls(
+            id=row["id"], guild_id=row["guild_id"], channel_id=row["channel_id"],
+            user_id=row["user_id"], state=JobState(row["state"]),
+            request=GenerationRequest.from_json(json.loads(row["request"])),
+            price=row["price"], reservation_id=row["reservation_id"], task_id=row["task_id"],
+            output_url=row["output_url"],
+            output_nsfw=None if row["output_nsfw"] is None else bool(row["output_nsfw"]),
+            submit_attempts=row["submit_attempts"], not_before=row["not_before"],
+            failure_code=row["failure_code"], failure_detail=row["failure_detail"],
+            needs_reconciliation=bool(row["needs_reconciliation"]),
+            reconciliation_note=row["reconciliation_note"],
+            delivery=json.loads(row["delivery"]) if row["delivery"] else None,
+            context=json.loads(row["context"]), notified=bool(row["notified"]),
+            created_at=row["created_at"], submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+_SELECT = "SELECT j.*, r.id AS reservation_id FROM jobs j JOIN reservations r ON r.job_id = j.id"
+
+# Columns a transition may set besides the state.
+_SETTABLE = frozenset({
+    "task_id", "output_url", "output_nsfw", "submit_attempts", "not_before", "failure_code",
+    "failure_detail", "needs_reconciliation", "delivery", "notified", "submitted_at",
+    "finished_at",
+})
+
+
+class JobStore:
+    def __init__(
+        self, db: Database, *, starting_credits: int = 0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self._starting_credits = starting_credits
+        self._clock = clock
+
+    async def create(
+        self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
+        price: int, max_active: int, context: dict[str, Any] | None = None,
+    ) -> Job:
+        """Insert a queued job and reserve its price, all or nothing.
+        Raises InsufficientCreditsError or JobLimitError; then nothing is written."""
+        now = self._clock()
+        async with self.db.transaction() as conn:
+            await ensure_account(conn, guild_id, user_id,
+                                 starting_credits=self._starting_credits, now=now)
+            placeholders = ",".join("?" * len(ACTIVE_STATES))
+            async with conn.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ?"  # noqa: S608
+                f" AND state IN ({placeholders})",
+                (guild_id, user_id, *ACTIVE_STATES),
+            ) as cur:
+                row = await cur.fetchone()
+            active = int(row[0]) if row else 0
+            if active >= max_active:
+                raise JobLimitError(active, max_active)
+            cur = await conn.execute(
+                "INSERT INTO jobs (guild_id, channel_id, user_id, state, request, price, context,"
+                " created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (guild_id, channel_id, user_id, json.dumps(request.to_json()), price,
+                 json.dumps(context or {}), now, now),
+            )
+            job_id = cur.lastrowid
+            assert job_id is not None
+            await reserve(conn, guild_id, user_id, price, job_id, now=now)
+            await _event(conn, job_id, None, JobState.QUEUED, None, now)
+            return await _get(conn, job_id)
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.db.reading() as conn:
+            return await _find(conn, job_id)
+
+    async def transition(
+        self, job_id: int, from_states: Iterable[JobState], to_state: JobState, *,
+        detail: str | None = None, settle_as: str | None = None, **fields: Any,
+    ) -> Job | None:
+        """Move a job that is in one of `from_states`; None if it was not (someone else moved
+        it first). `settle_as` ('captured' or 'released') settles its reservation in the same
+        transaction."""
+        unknown = set(fields) - _SETTABLE
+        if unknown:
+            raise ValueError(f"not settable: {sorted(unknown)}")
+        froms = tuple(from_states)
+        now = self._clock()
+        values = {k: _encode(v) for k, v in fields.items()}
+        if to_state.is_terminal:
+            values.setdefault("finished_at", now)
+        assignments = "".join(f", {name} = ?" for name in values)
+        placeholders = ",".join("?" * len(froms))
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                f"UPDATE jobs SET state = ?, updated_at = ?{assignments}"  # noqa: S608
+                f" WHERE id = ? AND state IN ({placeholders}) RETURNING state",
+                (to_state, now, *values.values(), job_id, *froms),
+            )
+            moved = await cur.fetchone()
+            await cur.close()
+            if moved is None:
+                return None
+            job = await _get(conn, job_id)
+            await _event(conn, job_id, None, to_state, detail, now)
+            if settle_as is not None:
+                await settle(conn, job.reservation_id, settle_as, now=now, reason=detail)
+            return job
+
+    async def update_fields(self, job_id: int, **fields: Any) -> None:
+        """Set bookkeeping columns without a state change (e.g. `notified`)."""
+        unknown = set(fields) - _SETTABLE - {"context"}
+        if unknown or not fields:
+            raise ValueError(f"not settable: {sorted(unknown)}")
+        values = {k: _encode(v) for k, v in fields.items()}
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+                (*values.values(), self._clock(), job_id),
+            )
+
+    async def active(self) -> list[Job]:
+        return await self._select(
+            f"WHERE j.state IN ({','.join('?' * len(ACTIVE_STATES))}) ORDER BY j.id",
+            ACTIVE_STATES,
+        )
+
+    async def unnotified(self) -> list[Job]:
+        """Finished jobs whose owner has not been told yet (a crash came in between)."""
+        return await self._select(
+            "WHERE j.state IN ('failed', 'cancelled') AND j.notified = 0 ORDER BY j.id", ()
+        )
+
+    async def for_user(self, guild_id: int, user_id: int, *, limit: int = 10) -> list[Job]:
+        return await self._select(
+            "WHERE j.guild_id = ? AND j.user_id = ? ORDER BY j.id DESC LIMIT ?",
+            (guild_id, user_id, limit),
+        )
+
+    async def needing_reconciliation(self) -> list[Job]:
+        return await self._select(
+            "WHERE j.needs_reconciliation = 1 AND j.reconciliation_note IS NULL ORDER BY j.id", ()
+        )
+
+    async def mark_reconciled(self, job_id: int, note: str) -> bool:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET reconciliation_note = ?, updated_at = ?"
+                " WHERE id = ? AND needs_reconciliation = 1 AND reconciliation_note IS NULL",
+                (note, self._clock(), job_id),
+            )
+            if cur.rowcount:
+                await _event(conn, job_id, None, JobState.FAILED, f"reconciled: {note}",
+                             self._clock())
+            return cur.rowcount == 1
+
+    async def events(self, job_id: int) -> list[tuple[str, str | None]]:
+        async with self.db.reading() as conn, conn.execute(
+            "SELECT to_state, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
+        ) as cur:
+            return [(r["to_state"], r["detail"]) for r in await cur.fetchall()]
+
+    async def submitted_since(self, since: float) -> list[float]:
+        """Submit times (wall clock) after `since`, to rebuild the rate window on start-up."""
+        async with self.db.reading() as conn, conn.execute(
+            "SELECT submitted_at FROM jobs WHERE submitted_at >= ? ORDER BY submitted_at",
+            (since,),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def _select(self, where: str, params: Iterable[Any]) -> list[Job]:
+        async with self.db.reading() as conn, conn.execute(
+            f"{_SELECT} {where}", tuple(params)
+        ) as cur:
+            return [Job.from_row(r) for r in await cur.fetchall()]
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+async def _find(conn: aiosqlite.Connection, job_id: int) -> Job | None:
+    async with conn.execute(f"{_SELECT} WHERE j.id = ?", (job_id,)) as cur:
+        row = await cur.fetchone()
+    return Job.from_row(row) if row else None
+
+
+async def _get(conn: aiosqlite.Connection, job_id: int) -> Job:
+    job = await _find(conn, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} does not exist")
+    return job
+
+
+async def _event(
+    conn: aiosqlite.Connection, job_id: int, from_state: JobState | None, to_state: JobState,
+    detail: str | None, now: float,
+) -> None:
+    await conn.execute(
+        "INSERT INTO job_events (job_id, from_state, to_state, detail, at) VALUES (?, ?, ?, ?, ?)",
+        (job_id, from_state, to_state, detail, now),
+    )

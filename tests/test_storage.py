@@ -1,0 +1,118 @@
+"""The database file itself: pragmas, migrations, constraints."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage.database import Database, MigrationError, load_migrations, split_statements
+from tests.conftest import ALICE, GUILD
+
+
+async def test_pragmas_and_schema_version(db: Database) -> None:
+    async with db.reading() as conn:
+        for pragma, expected in (("journal_mode", "wal"), ("foreign_keys", 1)):
+            async with conn.execute(f"PRAGMA {pragma}") as cur:
+                row = await cur.fetchone()
+            assert row is not None and row[0] == expected
+        async with conn.execute("PRAGMA busy_timeout") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] >= 5000
+        async with conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+        ) as cur:
+            tables = {r[0]: r[1] for r in await cur.fetchall()}
+    assert {"accounts", "jobs", "ledger", "reservations", "job_events"} <= set(tables)
+    assert all("STRICT" in sql for name, sql in tables.items() if not name.startswith("sqlite"))
+    assert await db.schema_version() == len(load_migrations())
+
+
+async def test_reopen_does_not_reapply_migrations(db_path: Path) -> None:
+    first = await Database.open(db_path)
+    async with first.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO accounts (guild_id, user_id, balance, held, created_at)"
+            " VALUES (?, ?, 5, 0, 0)", (GUILD, ALICE))
+    await first.close()
+    second = await Database.open(db_path)
+    async with second.reading() as conn, conn.execute("SELECT balance FROM accounts") as cur:
+        assert [r[0] for r in await cur.fetchall()] == [5]
+    await second.close()
+
+
+async def test_forward_migration_applies_only_new_files(db_path: Path, tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_first.sql").write_text("CREATE TABLE a (x INTEGER) STRICT;\n")
+    db = await Database.open(db_path, migrations_dir=migrations)
+    await db.close()
+    (migrations / "0002_second.sql").write_text(
+        "CREATE TABLE b (y INTEGER) STRICT;\nINSERT INTO a VALUES (1);\n")
+    db = await Database.open(db_path, migrations_dir=migrations)
+    assert await db.schema_version() == 2
+    async with db.reading() as conn, conn.execute("SELECT COUNT(*) FROM a") as cur:
+        row = await cur.fetchone()
+    assert row is not None and row[0] == 1
+    await db.close()
+
+
+async def test_failed_migration_leaves_database_unchanged(db_path: Path, tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_ok.sql").write_text("CREATE TABLE a (x INTEGER) STRICT;\n")
+    (migrations / "0002_bad.sql").write_text(
+        "CREATE TABLE b (y INTEGER) STRICT;\nINSERT INTO nowhere VALUES (1);\n")
+    with pytest.raises(sqlite3.OperationalError):
+        await Database.open(db_path, migrations_dir=migrations)
+    conn = sqlite3.connect(db_path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    assert tables == set() and version == 0
+
+
+async def test_database_newer_than_code_is_refused(db_path: Path, tmp_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(MigrationError, match="newer"):
+        await Database.open(db_path)
+
+
+def test_migration_numbering_must_be_contiguous(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("")
+    (tmp_path / "0003_c.sql").write_text("")
+    with pytest.raises(MigrationError, match="out of sequence"):
+        load_migrations(tmp_path)
+
+
+def test_split_keeps_trigger_bodies_whole() -> None:
+    script = (
+        "CREATE TABLE t (x INTEGER);\n-- a comment\n"
+        "CREATE TRIGGER tr BEFORE DELETE ON t\nBEGIN\n  SELECT RAISE(ABORT, 'no');\nEND;\n"
+    )
+    statements = split_statements(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("-- a comment") or statements[1].startswith("CREATE TRIGGER")
+    assert statements[1].rstrip().endswith("END;")
+
+
+async def test_ledger_rejects_update_and_delete(db: Database) -> None:
+    from storage.credits import CreditStore
+
+    await CreditStore(db).grant(GUILD, ALICE, 10, actor_id=None)
+    for sql in ("UPDATE ledger SET delta_balance = 1000", "DELETE FROM ledger"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            async with db.transaction() as conn:
+                await conn.execute(sql)
+
+
+async def test_balance_check_constraint_backs_up_the_code(db: Database) -> None:
+    from storage.credits import CreditStore
+
+    await CreditStore(db).grant(GUILD, ALICE, 10, actor_id=None)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE accounts SET balance = -1")
