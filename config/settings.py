@@ -1,0 +1,414 @@
+"""The bot's settings: read from .env and the environment, validated all at once.
+
+Nothing here runs at import time. `load_settings()` reads the env file with
+python-dotenv's `dotenv_values` (it never touches `os.environ`), lets real environment
+variables override it, checks every value, and raises one `SettingsError` listing every
+problem it found. Secret values (the Discord token and the WaveSpeed key) are wrapped in
+`Secret` and never appear in a message, a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from engine.pricing import PriceTable
+
+__all__ = [
+    "LOG_LEVELS",
+    "SETTINGS_VARIABLES",
+    "Secret",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
+
+LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Every environment variable load_settings() reads, in the order of .env.example.
+SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
+    "DISCORD_TOKEN",
+    "WAVESPEED_API_KEY",
+    "WAVESPEED_BASE_URL",
+    "DISCORD_API_BASE_URL",
+    "DATABASE_PATH",
+    "PRICE_720P_5S",
+    "PRICE_720P_10S",
+    "PRICE_1080P_5S",
+    "PRICE_1080P_10S",
+    "USD_PER_CREDIT",
+    "STARTING_CREDITS",
+    "WAVESPEED_MAX_CONCURRENT",
+    "WAVESPEED_SUBMITS_PER_MINUTE",
+    "USER_MAX_ACTIVE_JOBS",
+    "POLL_INTERVAL_SECONDS",
+    "JOB_TIMEOUT_SECONDS",
+    "OUTPUT_MAX_BYTES",
+    "LOG_LEVEL",
+)
+
+_DISCORD_API_PATH = re.compile(r"(?:/.*)?/api/v\d+")
+
+
+class Secret:
+    """A string that is never printed: repr is Secret('***'), str is ***.
+
+    Call `reveal()` at the one place the real value is needed (the login call, the
+    Authorization header). Two secrets are equal when their values are.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("Secret wraps a str")
+        object.__setattr__(self, "_value", value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __format__(self, format_spec: str) -> str:
+        return format("***", format_spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot is configured with. Build it with `load_settings()`.
+
+    Constructing it directly (as tests do) still checks the secrets are `Secret`s and
+    the numbers are in range, raising TypeError / ValueError.
+    """
+
+    discord_token: Secret
+    wavespeed_api_key: Secret
+    wavespeed_base_url: str = "https://api.wavespeed.ai"
+    # Only for tests against a fake Discord, e.g. "http://127.0.0.1:8080/api/v10".
+    discord_api_base_url: str | None = None
+    database_path: Path = Path("data/ref2video.sqlite3")
+    prices: PriceTable = field(default_factory=PriceTable)
+    starting_credits: int = 0
+    wavespeed_max_concurrent: int = 2
+    wavespeed_submits_per_minute: int = 2
+    # How many queued + running jobs one user may have at once.
+    user_max_active_jobs: int = 3
+    poll_interval_seconds: float = 5.0
+    job_timeout_seconds: float = 1800.0
+    # Largest output video the bot downloads, in bytes.
+    output_max_bytes: int = 104_857_600
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("discord_token", "wavespeed_api_key"):
+            if not isinstance(getattr(self, name), Secret):
+                raise TypeError(f"Settings.{name} must be a Secret, so it is never printed")
+        wrong = [
+            f"{name} must be at least {low}"
+            for name, low in (
+                ("starting_credits", 0),
+                ("wavespeed_max_concurrent", 1),
+                ("wavespeed_submits_per_minute", 1),
+                ("user_max_active_jobs", 1),
+                ("output_max_bytes", 1),
+            )
+            if getattr(self, name) < low
+        ]
+        wrong += [
+            f"{name} must be a finite number above 0"
+            for name in ("poll_interval_seconds", "job_timeout_seconds")
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0)
+        ]
+        if self.log_level not in LOG_LEVELS:
+            wrong.append(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if wrong:
+            raise ValueError("invalid Settings: " + "; ".join(wrong))
+
+
+class SettingsError(Exception):
+    """The configuration is incomplete or wrong. `problems` has one line per problem;
+    str() is the whole message meant for the person starting the bot."""
+
+    def __init__(self, problems: list[str], *, env_file: Path | None = None) -> None:
+        self.problems = list(problems)
+        self.env_file = env_file
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"ref2video-bot cannot start: {count} {noun} with its settings:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        if self.env_file is not None:
+            path = self.env_file.absolute()
+            found = "" if path.is_file() else " (not found)"
+            lines.append(
+                f"Settings are read from {path}{found} and from environment variables, "
+                "which win over the file."
+            )
+        else:
+            lines.append("Settings are read from environment variables only.")
+        lines.append(
+            "To fix this, copy .env.example to .env (cp .env.example .env), fill it in "
+            "(every setting is explained there) and start the bot again."
+        )
+        return "\n".join(lines)
+
+
+_T = TypeVar("_T")
+
+
+class _Reader:
+    """Reads one variable at a time, remembering every problem instead of raising."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.values.get(name, "").strip()
+        return value or None
+
+    def secret(self, name: str, how: str) -> Secret:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is not set: {how}")
+            return Secret("")
+        if any(ch.isspace() for ch in value):
+            # Never show the value, not even part of it.
+            self.problems.append(
+                f"{name} contains spaces or line breaks: paste only the value itself "
+                "(no 'Bot ' or 'Bearer ' prefix, no spaces)"
+            )
+        return Secret(value)
+
+    def _number(
+        self,
+        name: str,
+        default: _T,
+        parse: Callable[[str], _T],
+        ok: Callable[[_T], bool],
+        rule: str,
+    ) -> _T:
+        text = self.raw(name)
+        if text is None:
+            return default
+        try:
+            value = parse(text)
+        except ValueError:
+            ok_value = False
+        else:
+            ok_value = ok(value)
+        if not ok_value:
+            self.problems.append(
+                f"{name} must be {rule}, not {text!r}: change it "
+                f"(default {default}), or delete the line to use the default"
+            )
+            return default
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        return self._number(
+            name,
+            default,
+            lambda s: int(s, 10),
+            lambda v: v >= minimum,
+            f"a whole number of at least {minimum}",
+        )
+
+    def positive_float(self, name: str, default: float) -> float:
+        return self._number(
+            name,
+            default,
+            float,
+            lambda v: math.isfinite(v) and v > 0,
+            "a number above 0 (such as 0.5 or 5)",
+        )
+
+    def url(self, name: str, default: str | None, example: str, api_path: bool) -> str | None:
+        text = self.raw(name)
+        if text is None:
+            return default
+        url = text.rstrip("/")
+        use_default = (
+            f"or delete the line to use the default ({default})"
+            if default is not None
+            else "or delete the line to use the real Discord API"
+        )
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError for a port that is not a number
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or any(ch.isspace() for ch in url)
+        ):
+            self.problems.append(
+                f"{name} must be an http:// or https:// URL, not {text!r}: "
+                f"set it to something like {example}, {use_default}"
+            )
+            return default
+        if api_path and not _DISCORD_API_PATH.fullmatch(parts.path):
+            self.problems.append(
+                f"{name} must end in /api/v<version number>, not {text!r}: "
+                f"set it to something like {example}, {use_default}"
+            )
+            return default
+        return url
+
+
+def _read_env_file(env_file: Path, problems: list[str]) -> dict[str, str]:
+    try:
+        # interpolate=False: values are taken literally, so a '$' in a key stays a '$'
+        # and nothing is read from os.environ behind the caller's back.
+        raw = dotenv_values(env_file, interpolate=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        problems.append(
+            f"the settings file {env_file} cannot be read ({reason}): "
+            "make it a readable UTF-8 text file, or delete it and use environment variables"
+        )
+        return {}
+    return {key: value for key, value in raw.items() if value is not None}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | None = Path(".env"),
+) -> Settings:
+    """Read, check and return the settings, or raise SettingsError listing every problem.
+
+    `environ` defaults to `os.environ`; `env_file` (default `.env` in the working
+    directory, None for none) is read with `dotenv_values`, and a missing file is fine.
+    A variable set in `environ` wins over the file; empty or blank values count as unset
+    (so an empty variable in the environment does not hide the file's value).
+    """
+    environment = os.environ if environ is None else environ
+    file_problems: list[str] = []
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        merged.update(_read_env_file(env_file, file_problems))
+    merged.update({key: value for key, value in environment.items() if value.strip()})
+
+    read = _Reader(merged)
+    read.problems.extend(file_problems)
+
+    discord_token = read.secret(
+        "DISCORD_TOKEN",
+        "put your bot token from the Discord developer portal "
+        "(https://discord.com/developers/applications > your app > Bot > Reset Token) "
+        "in .env (see .env.example)",
+    )
+    wavespeed_api_key = read.secret(
+        "WAVESPEED_API_KEY",
+        "put your API key from the API Keys page of your WaveSpeed account (wavespeed.ai) "
+        "in .env (see .env.example)",
+    )
+    wavespeed_base_url = read.url(
+        "WAVESPEED_BASE_URL", Settings.wavespeed_base_url, "https://api.wavespeed.ai", False
+    )
+    discord_api_base_url = read.url(
+        "DISCORD_API_BASE_URL", None, "http://127.0.0.1:8080/api/v10", True
+    )
+
+    database_path = Settings.database_path
+    db_text = read.raw("DATABASE_PATH")
+    if db_text is not None:
+        database_path = Path(db_text).expanduser()
+        if database_path.is_dir():
+            read.problems.append(
+                f"DATABASE_PATH must be a file, not the directory {db_text!r}: "
+                f"set it to a file path such as {Settings.database_path}"
+            )
+            database_path = Settings.database_path
+
+    default_prices = PriceTable()
+    p720_5s = read.integer("PRICE_720P_5S", default_prices.p720_5s, 1)
+    p720_10s = read.integer("PRICE_720P_10S", default_prices.p720_10s, 1)
+    p1080_5s = read.integer("PRICE_1080P_5S", default_prices.p1080_5s, 1)
+    p1080_10s = read.integer("PRICE_1080P_10S", default_prices.p1080_10s, 1)
+    usd_per_credit = read.positive_float("USD_PER_CREDIT", default_prices.usd_per_credit)
+
+    starting_credits = read.integer("STARTING_CREDITS", Settings.starting_credits, 0)
+    max_concurrent = read.integer("WAVESPEED_MAX_CONCURRENT", Settings.wavespeed_max_concurrent, 1)
+    submits_per_minute = read.integer(
+        "WAVESPEED_SUBMITS_PER_MINUTE", Settings.wavespeed_submits_per_minute, 1
+    )
+    user_max_active_jobs = read.integer("USER_MAX_ACTIVE_JOBS", Settings.user_max_active_jobs, 1)
+    poll_interval = read.positive_float("POLL_INTERVAL_SECONDS", Settings.poll_interval_seconds)
+    job_timeout = read.positive_float("JOB_TIMEOUT_SECONDS", Settings.job_timeout_seconds)
+    output_max_bytes = read.integer("OUTPUT_MAX_BYTES", Settings.output_max_bytes, 1)
+
+    log_level = Settings.log_level
+    level_text = read.raw("LOG_LEVEL")
+    if level_text is not None:
+        if level_text.upper() in LOG_LEVELS:
+            log_level = level_text.upper()
+        else:
+            read.problems.append(
+                f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level_text!r}: "
+                f"set it to one of those (default {Settings.log_level})"
+            )
+
+    if read.problems:
+        raise SettingsError(read.problems, env_file=env_file)
+
+    return Settings(
+        discord_token=discord_token,
+        wavespeed_api_key=wavespeed_api_key,
+        wavespeed_base_url=wavespeed_base_url or Settings.wavespeed_base_url,
+        discord_api_base_url=discord_api_base_url,
+        database_path=database_path,
+        prices=PriceTable(
+            p720_5s=p720_5s,
+            p720_10s=p720_10s,
+            p1080_5s=p1080_5s,
+            p1080_10s=p1080_10s,
+            usd_per_credit=usd_per_credit,
+        ),
+        starting_credits=starting_credits,
+        wavespeed_max_concurrent=max_concurrent,
+        wavespeed_submits_per_minute=submits_per_minute,
+        user_max_active_jobs=user_max_active_jobs,
+        poll_interval_seconds=poll_interval,
+        job_timeout_seconds=job_timeout,
+        output_max_bytes=output_max_bytes,
+        log_level=log_level,
+    )

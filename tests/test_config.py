@@ -1,0 +1,519 @@
+"""config.settings: defaults, overrides, .env handling, error messages, secrecy; bot.main()."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+
+import bot
+from config import (
+    LOG_LEVELS,
+    SETTINGS_VARIABLES,
+    Secret,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from engine.pricing import PriceTable
+
+REPO = Path(__file__).resolve().parent.parent
+
+TOKEN = "MTIzNDU2Nzg5MDEy.GhIjKl.discord-token-value"
+API_KEY = "ws_0123456789abcdef-api-key-value"
+REQUIRED = {"DISCORD_TOKEN": TOKEN, "WAVESPEED_API_KEY": API_KEY}
+
+
+def load(env: dict[str, str], env_file: Path | None = None) -> Settings:
+    return load_settings(env, env_file=env_file)
+
+
+def problems_of(env: dict[str, str], env_file: Path | None = None) -> SettingsError:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env, env_file=env_file)
+    return info.value
+
+
+# --- Secret -----------------------------------------------------------------------------
+
+
+def test_secret_is_never_printed() -> None:
+    secret = Secret("hunter2")
+    assert secret.reveal() == "hunter2"
+    assert repr(secret) == "Secret('***')"
+    assert str(secret) == "***"
+    assert f"{secret}" == "***"
+    assert f"{secret!r}" == "Secret('***')"
+    assert f"{secret:>5}" == "  ***"
+    assert "%s" % secret == "***"  # noqa: UP031 - %-formatting must hide it too
+    assert "hunter2" not in repr([secret, {"k": secret}])
+
+
+def test_secret_equality_is_by_value() -> None:
+    assert Secret("a") == Secret("a")
+    assert Secret("a") != Secret("b")
+    assert Secret("a") != "a"
+    assert hash(Secret("a")) == hash(Secret("a"))
+    assert len({Secret("a"), Secret("a"), Secret("b")}) == 2
+    assert Secret("é") == Secret("é")
+
+
+def test_secret_cannot_be_changed_pickled_or_built_from_non_str() -> None:
+    secret = Secret("hunter2")
+    with pytest.raises(AttributeError):
+        secret._value = "x"
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    with pytest.raises(TypeError):
+        Secret(123)  # type: ignore[arg-type]
+    assert not hasattr(secret, "__dict__")
+
+
+# --- Defaults and overrides -------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    settings = load(REQUIRED)
+    assert settings == Settings(discord_token=Secret(TOKEN), wavespeed_api_key=Secret(API_KEY))
+    assert settings.discord_token.reveal() == TOKEN
+    assert settings.wavespeed_api_key.reveal() == API_KEY
+    assert settings.wavespeed_base_url == "https://api.wavespeed.ai"
+    assert settings.discord_api_base_url is None
+    assert settings.database_path == Path("data/ref2video.sqlite3")
+    assert settings.prices == PriceTable(
+        p720_5s=100, p720_10s=150, p1080_5s=150, p1080_10s=225, usd_per_credit=0.01
+    )
+    assert settings.starting_credits == 0
+    assert settings.wavespeed_max_concurrent == 2
+    assert settings.wavespeed_submits_per_minute == 2
+    assert settings.user_max_active_jobs == 3
+    assert settings.poll_interval_seconds == 5.0
+    assert settings.job_timeout_seconds == 1800
+    assert settings.output_max_bytes == 104_857_600
+    assert settings.log_level == "INFO"
+
+
+def _price(name: str) -> Any:
+    return lambda s: getattr(s.prices, name)
+
+
+OVERRIDES: list[tuple[str, str, Any, Any]] = [
+    ("WAVESPEED_BASE_URL", "http://127.0.0.1:9000/", "wavespeed_base_url", "http://127.0.0.1:9000"),
+    ("WAVESPEED_BASE_URL", "https://ws.example/v", "wavespeed_base_url", "https://ws.example/v"),
+    (
+        "DISCORD_API_BASE_URL",
+        "http://127.0.0.1:8080/api/v10",
+        "discord_api_base_url",
+        "http://127.0.0.1:8080/api/v10",
+    ),
+    (
+        "DISCORD_API_BASE_URL",
+        "https://proxy.example/discord/api/v9/",
+        "discord_api_base_url",
+        "https://proxy.example/discord/api/v9",
+    ),
+    ("DATABASE_PATH", "/srv/bot/db.sqlite3", "database_path", Path("/srv/bot/db.sqlite3")),
+    ("DATABASE_PATH", "other.db", "database_path", Path("other.db")),
+    ("PRICE_720P_5S", "1", _price("p720_5s"), 1),
+    ("PRICE_720P_10S", "2", _price("p720_10s"), 2),
+    ("PRICE_1080P_5S", "3", _price("p1080_5s"), 3),
+    ("PRICE_1080P_10S", "4", _price("p1080_10s"), 4),
+    ("USD_PER_CREDIT", "0.05", _price("usd_per_credit"), 0.05),
+    ("USD_PER_CREDIT", "1", _price("usd_per_credit"), 1.0),
+    ("STARTING_CREDITS", "0", "starting_credits", 0),
+    ("STARTING_CREDITS", "500", "starting_credits", 500),
+    ("WAVESPEED_MAX_CONCURRENT", "1", "wavespeed_max_concurrent", 1),
+    ("WAVESPEED_MAX_CONCURRENT", "8", "wavespeed_max_concurrent", 8),
+    ("WAVESPEED_SUBMITS_PER_MINUTE", "10", "wavespeed_submits_per_minute", 10),
+    ("USER_MAX_ACTIVE_JOBS", "1", "user_max_active_jobs", 1),
+    ("POLL_INTERVAL_SECONDS", "0.01", "poll_interval_seconds", 0.01),
+    ("POLL_INTERVAL_SECONDS", "2", "poll_interval_seconds", 2.0),
+    ("JOB_TIMEOUT_SECONDS", "60.5", "job_timeout_seconds", 60.5),
+    ("OUTPUT_MAX_BYTES", "1048576", "output_max_bytes", 1_048_576),
+    ("LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
+    ("LOG_LEVEL", "warning", "log_level", "WARNING"),
+    ("LOG_LEVEL", " error ", "log_level", "ERROR"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "attr", "expected"), OVERRIDES)
+def test_every_override(name: str, value: str, attr: Any, expected: Any) -> None:
+    settings = load({**REQUIRED, name: value})
+    actual = getattr(settings, attr) if isinstance(attr, str) else attr(settings)
+    assert actual == expected
+    assert type(actual) is type(expected)
+
+
+def test_overrides_cover_every_variable() -> None:
+    covered = {name for name, *_ in OVERRIDES} | set(REQUIRED)
+    assert covered == set(SETTINGS_VARIABLES)
+
+
+def test_values_are_stripped_and_blank_means_unset() -> None:
+    settings = load(
+        {
+            "DISCORD_TOKEN": f"  {TOKEN}\n",
+            "WAVESPEED_API_KEY": API_KEY,
+            "STARTING_CREDITS": "   ",
+            "LOG_LEVEL": "",
+            "DISCORD_API_BASE_URL": "",
+        }
+    )
+    assert settings.discord_token == Secret(TOKEN)
+    assert settings.starting_credits == 0
+    assert settings.log_level == "INFO"
+    assert settings.discord_api_base_url is None
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert load({**REQUIRED, "PATH": "/bin", "PRICE_4K_5S": "nonsense"}) == load(REQUIRED)
+
+
+# --- Problems: all collected, each clear ------------------------------------------------
+
+
+def test_missing_secrets_are_both_reported() -> None:
+    err = problems_of({})
+    assert len(err.problems) == 2
+    token, key = err.problems
+    assert token.startswith("DISCORD_TOKEN is not set: ")
+    assert "Discord developer portal" in token and ".env" in token
+    assert key.startswith("WAVESPEED_API_KEY is not set: ")
+    assert "WaveSpeed" in key and ".env" in key
+
+
+def test_all_problems_are_collected_at_once() -> None:
+    env = {
+        "WAVESPEED_BASE_URL": "ftp://files.example",
+        "DISCORD_API_BASE_URL": "http://127.0.0.1:8080/api",
+        "PRICE_720P_5S": "0",
+        "PRICE_720P_10S": "ten",
+        "PRICE_1080P_5S": "-5",
+        "PRICE_1080P_10S": "2.5",
+        "USD_PER_CREDIT": "0",
+        "STARTING_CREDITS": "-1",
+        "WAVESPEED_MAX_CONCURRENT": "0",
+        "WAVESPEED_SUBMITS_PER_MINUTE": "many",
+        "USER_MAX_ACTIVE_JOBS": "0",
+        "POLL_INTERVAL_SECONDS": "-1",
+        "JOB_TIMEOUT_SECONDS": "inf",
+        "OUTPUT_MAX_BYTES": "100MB",
+        "LOG_LEVEL": "TRACE",
+    }
+    err = problems_of(env)
+    # One problem per bad variable, plus the two missing secrets, in .env.example order.
+    named = [problem.split(" ", 1)[0] for problem in err.problems]
+    assert named == ["DISCORD_TOKEN", "WAVESPEED_API_KEY", *env]
+    for problem, value in zip(err.problems[2:], env.values(), strict=True):
+        assert repr(value) in problem, problem  # the bad value is quoted
+        assert ": " in problem  # what is wrong: how to fix it
+    message = str(err)
+    lines = message.splitlines()
+    assert lines[0] == "ref2video-bot cannot start: 17 problems with its settings:"
+    assert lines[1 : 1 + 17] == [f"  - {problem}" for problem in err.problems]
+    assert "cp .env.example .env" in lines[-1]
+    assert "Traceback" not in message
+
+
+def test_problem_messages_say_what_to_do() -> None:
+    err = problems_of(
+        {
+            **REQUIRED,
+            "STARTING_CREDITS": "-1",
+            "POLL_INTERVAL_SECONDS": "soon",
+            "DISCORD_API_BASE_URL": "127.0.0.1:8080/api/v10",
+            "LOG_LEVEL": "verbose",
+        }
+    )
+    assert err.problems == [
+        "DISCORD_API_BASE_URL must be an http:// or https:// URL, not '127.0.0.1:8080/api/v10': "
+        "set it to something like http://127.0.0.1:8080/api/v10, "
+        "or delete the line to use the real Discord API",
+        "STARTING_CREDITS must be a whole number of at least 0, not '-1': "
+        "change it (default 0), or delete the line to use the default",
+        "POLL_INTERVAL_SECONDS must be a number above 0 (such as 0.5 or 5), not 'soon': "
+        "change it (default 5.0), or delete the line to use the default",
+        "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, not 'verbose': "
+        "set it to one of those (default INFO)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:8080",
+        "http://",
+        "https:///api/v10",
+        "http://host:port/api/v10",
+        "http://host/api/v10?x=1",
+        "http://host/api/v10#frag",
+        "http://ho st/api/v10",
+        "mailto:someone@example.com",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    for name in ("WAVESPEED_BASE_URL", "DISCORD_API_BASE_URL"):
+        err = problems_of({**REQUIRED, name: url})
+        assert len(err.problems) == 1
+        assert err.problems[0].startswith(f"{name} must be an http:// or https:// URL, not ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.0.0.1:8080/api",
+        "http://127.0.0.1:8080/api/v",
+        "http://127.0.0.1:8080/api/vten",
+        "http://127.0.0.1:8080/api/v10/users",
+        "http://127.0.0.1:8080/xapi/v10",
+    ],
+)
+def test_discord_api_base_url_must_end_in_api_version(url: str) -> None:
+    err = problems_of({**REQUIRED, "DISCORD_API_BASE_URL": url})
+    assert err.problems == [
+        f"DISCORD_API_BASE_URL must end in /api/v<version number>, not {url!r}: set it to "
+        "something like http://127.0.0.1:8080/api/v10, or delete the line to use the real "
+        "Discord API"
+    ]
+
+
+def test_database_path_must_not_be_a_directory(tmp_path: Path) -> None:
+    err = problems_of({**REQUIRED, "DATABASE_PATH": str(tmp_path)})
+    assert len(err.problems) == 1
+    assert err.problems[0].startswith("DATABASE_PATH must be a file, not the directory ")
+
+
+def test_a_single_problem_is_worded_in_the_singular() -> None:
+    err = problems_of({"DISCORD_TOKEN": TOKEN})
+    assert str(err).splitlines()[0] == "ref2video-bot cannot start: 1 problem with its settings:"
+
+
+# --- Secrets never leak -----------------------------------------------------------------
+
+
+def test_secrets_never_appear_in_errors() -> None:
+    err = problems_of(
+        {
+            "DISCORD_TOKEN": f"Bot {TOKEN}",
+            "WAVESPEED_API_KEY": f"{API_KEY} trailing words",
+            "STARTING_CREDITS": "lots",
+        }
+    )
+    assert [p.split(" ", 1)[0] for p in err.problems] == [
+        "DISCORD_TOKEN",
+        "WAVESPEED_API_KEY",
+        "STARTING_CREDITS",
+    ]
+    assert "contains spaces" in err.problems[0] and "'Bot '" in err.problems[0]
+    for text in (str(err), repr(err), repr(err.problems), repr(err.args)):
+        for fragment in (TOKEN, API_KEY, TOKEN[:12], API_KEY[:12]):
+            assert fragment not in text
+
+
+def test_secrets_never_appear_in_settings_repr() -> None:
+    settings = load(REQUIRED)
+    percent = "%s" % (settings,)  # noqa: UP031 - %-formatting must hide secrets too
+    for text in (repr(settings), str(settings), f"{settings}", percent):
+        assert TOKEN not in text and API_KEY not in text
+        assert "Secret('***')" in text
+
+
+def test_settings_checks_direct_construction() -> None:
+    with pytest.raises(TypeError, match="discord_token must be a Secret"):
+        Settings(discord_token=TOKEN, wavespeed_api_key=Secret(API_KEY))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="poll_interval_seconds") as info:
+        Settings(
+            discord_token=Secret(TOKEN),
+            wavespeed_api_key=Secret(API_KEY),
+            poll_interval_seconds=0,
+            log_level="LOUD",
+        )
+    assert "log_level" in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+# --- .env handling ----------------------------------------------------------------------
+
+
+def write_env(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_env_file_is_read(tmp_path: Path) -> None:
+    env_file = write_env(
+        tmp_path / "custom.env",
+        "# comment\n"
+        f"DISCORD_TOKEN={TOKEN}\n"
+        f"export WAVESPEED_API_KEY='{API_KEY}'\n"
+        'LOG_LEVEL="debug"  # inline comment\n'
+        "STARTING_CREDITS=25\n"
+        "NOT_A_SETTING=whatever\n",
+    )
+    settings = load({}, env_file)
+    assert settings.discord_token == Secret(TOKEN)
+    assert settings.wavespeed_api_key == Secret(API_KEY)
+    assert settings.log_level == "DEBUG"
+    assert settings.starting_credits == 25
+
+
+def test_environment_overrides_env_file(tmp_path: Path) -> None:
+    env_file = write_env(
+        tmp_path / ".env",
+        f"DISCORD_TOKEN=from-file\nWAVESPEED_API_KEY={API_KEY}\n"
+        "STARTING_CREDITS=10\nUSER_MAX_ACTIVE_JOBS=zero\nLOG_LEVEL=ERROR\n",
+    )
+    settings = load(
+        {
+            "DISCORD_TOKEN": TOKEN,
+            "STARTING_CREDITS": "20",
+            "USER_MAX_ACTIVE_JOBS": "5",  # a good env value hides the file's bad one
+            "LOG_LEVEL": "",  # empty counts as unset: the file's value is used
+        },
+        env_file,
+    )
+    assert settings.discord_token == Secret(TOKEN)
+    assert settings.wavespeed_api_key == Secret(API_KEY)
+    assert settings.starting_credits == 20
+    assert settings.user_max_active_jobs == 5
+    assert settings.log_level == "ERROR"
+
+
+def test_env_file_values_are_literal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_VAR", "expanded")
+    env_file = write_env(
+        tmp_path / ".env", f"DISCORD_TOKEN={TOKEN}\nWAVESPEED_API_KEY=ab$SOME_VAR${{SOME_VAR}}\n"
+    )
+    assert load({}, env_file).wavespeed_api_key.reveal() == "ab$SOME_VAR${SOME_VAR}"
+
+
+def test_missing_env_file_is_fine_and_named_in_the_message(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / ".env"
+    assert load(REQUIRED, missing) == load(REQUIRED)
+    message = str(problems_of({}, missing))
+    assert f"{missing} (not found)" in message
+
+
+def test_unreadable_env_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"DISCORD_TOKEN=\xff\xfe\n")
+    err = problems_of({"WAVESPEED_API_KEY": API_KEY}, env_file)
+    assert err.problems[0].startswith(f"the settings file {env_file} cannot be read")
+    assert err.problems[1].startswith("DISCORD_TOKEN is not set")
+
+
+def test_defaults_read_dotenv_in_cwd_and_os_environ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    write_env(tmp_path / ".env", f"DISCORD_TOKEN={TOKEN}\nSTARTING_CREDITS=7\n")
+    monkeypatch.setenv("WAVESPEED_API_KEY", API_KEY)
+    before = dict(os.environ)
+    settings = load_settings()
+    assert settings.discord_token == Secret(TOKEN)
+    assert settings.wavespeed_api_key == Secret(API_KEY)
+    assert settings.starting_credits == 7
+    assert dict(os.environ) == before  # the file never leaks into os.environ
+    # env_file=None ignores the .env in the working directory.
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    assert [p.split(" ", 1)[0] for p in info.value.problems] == ["DISCORD_TOKEN"]
+    assert "environment variables only" in str(info.value)
+
+
+def test_env_example_documents_every_setting_with_the_real_defaults(tmp_path: Path) -> None:
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    assignments = re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", text, flags=re.MULTILINE)
+    names = [name for name, _ in assignments]
+    assert set(names) == set(SETTINGS_VARIABLES)
+    assert len(names) == len(set(names))
+    for name in SETTINGS_VARIABLES:
+        assert re.search(rf"^# .*\S.*\n(# .*\n)*#? ?{name}=", text, flags=re.MULTILINE), name
+    # The secrets are left empty; everything else is commented out and shows the default,
+    # except DISCORD_API_BASE_URL whose line is an example of a value (its default is unset).
+    assert re.search(r"^DISCORD_TOKEN=$", text, flags=re.MULTILINE)
+    assert re.search(r"^WAVESPEED_API_KEY=$", text, flags=re.MULTILINE)
+    uncommented = "\n".join(
+        f"{name}={value}"
+        for name, value in assignments
+        if name not in (*REQUIRED, "DISCORD_API_BASE_URL")
+    )
+    env_file = write_env(tmp_path / ".env", uncommented + "\n")
+    assert load(REQUIRED, env_file) == load(REQUIRED)
+    # A plain copy of the example only lacks the two secrets.
+    copy = write_env(tmp_path / "copy.env", text)
+    assert [p.split(" ", 1)[0] for p in problems_of({}, copy).problems] == list(REQUIRED)
+    for level in LOG_LEVELS:
+        assert level in text
+
+
+# --- bot.main() -------------------------------------------------------------------------
+
+
+def _clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
+
+
+def test_bot_without_settings_exits_2_with_one_clear_message(tmp_path: Path) -> None:
+    result = subprocess.run(  # noqa: S603 - fixed arguments
+        [sys.executable, str(REPO / "bot.py")],
+        cwd=tmp_path,
+        env=_clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "DISCORD_TOKEN is not set" in result.stderr
+    assert "WAVESPEED_API_KEY is not set" in result.stderr
+    assert "cp .env.example .env" in result.stderr
+
+
+def test_main_reports_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    assert bot.main() == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("ref2video-bot cannot start: 1 problem")
+    assert TOKEN not in err
+
+
+def test_main_sets_up_logging_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    write_env(tmp_path / ".env", f"DISCORD_TOKEN={TOKEN}\nWAVESPEED_API_KEY={API_KEY}\n")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    levels: list[int] = []
+    ran: list[Settings] = []
+
+    def fake_setup_logging(*, level: int) -> None:
+        levels.append(level)
+
+    async def fake_run(settings: Settings) -> None:
+        ran.append(settings)
+
+    monkeypatch.setattr(discord.utils, "setup_logging", fake_setup_logging)
+    monkeypatch.setattr(bot, "run", fake_run)
+    assert bot.main() == 0
+    assert levels == [30]
+    assert [s.log_level for s in ran] == ["WARNING"]
+    assert ran[0].discord_token == Secret(TOKEN)
