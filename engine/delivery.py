@@ -1,0 +1,47 @@
+"""What the engine needs from whoever shows jobs to people (the Discord layer, or a test).
+
+Delivery is at-least-once from the engine's side: after a crash in `delivering` the engine
+first asks `find_delivery` whether the clip was already posted, and only posts again if not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from storage.jobs import Job
+
+
+class DeliveryError(Exception):
+    """The clip could not be posted. `permanent` means retrying will not help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Clip:
+    url: str                 # WaveSpeed's (temporary) output URL
+    path: Path | None        # the downloaded MP4; None when it was over the download cap
+    size: int | None         # bytes, when known
+    nsfw: bool
+
+
+class Delivery(Protocol):
+    async def deliver(self, job: Job, clip: Clip) -> dict[str, Any]:
+        """Post the clip; return a JSON-able receipt (message ids...). Raise DeliveryError."""
+        ...
+
+    async def find_delivery(self, job: Job) -> dict[str, Any] | None:
+        """The receipt of an earlier post of this job's clip, if one was made."""
+        ...
+
+    async def job_updated(self, job: Job) -> None:
+        """A job changed state (best effort: errors are logged, never fatal)."""
+        ...
+
+    async def job_finished(self, job: Job) -> None:
+        """Tell the owner a job failed or was cancelled and refunded. Raise to be asked again."""
+        ...

@@ -1,0 +1,415 @@
+"""The job engine: queue locally, submit within WaveSpeed's quota, follow each task to the
+end, deliver, and settle the credits exactly once.
+
+Every state is written before the side effect it permits (see storage.jobs.JobState), so
+after a crash or restart `start()` picks each unfinished job up from its last state:
+
+- queued:      back in the queue.
+- submitting:  the POST may have created a paid task and we cannot know its id. It is never
+               sent again: the job fails as `submit_outcome_unknown`, the user is refunded,
+               and the job is flagged `needs_reconciliation` for the operator
+               (`python -m ops reconcile`).
+- running:     polled again with the stored task id.
+- delivering:  the delivery is asked whether the clip was already posted; if not, posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.delivery import Clip, Delivery, DeliveryError
+from engine.failures import describe
+from engine.fair_queue import FairQueue
+from engine.pricing import PriceTable
+from engine.rate_limit import SlidingWindowLimiter
+from storage.jobs import Job, JobState, JobStore
+from wavespeed.client import WaveSpeedClient
+from wavespeed.errors import (
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    OutputTooLargeError,
+    RateLimitedError,
+    ServerError,
+    WaveSpeedError,
+)
+from wavespeed.models import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+Q, S, R, D = JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    max_running: int = 2                    # tasks at WaveSpeed at once (submitting + running)
+    submits_per_window: int = 2
+    submit_window_seconds: float = 60.0
+    user_max_active_jobs: int = 3
+    poll_interval: float = 5.0
+    job_timeout: float = 30 * 60.0          # from submit to a terminal WaveSpeed status
+    output_max_bytes: int = 100 * 1024 * 1024
+    max_submit_attempts: int = 5            # POSTs refused unprocessed (429, 503, no connection)
+    requeue_delay: float = 10.0             # first wait after such a refusal without Retry-After
+    delivery_attempts: int = 3
+    retry_delay: float = 2.0                # first wait before re-posting or re-notifying
+    resume_delay: float = 5.0               # after an unexpected error in a job's task
+
+
+class JobEngine:
+    def __init__(
+        self, store: JobStore, client: WaveSpeedClient, delivery: Delivery, prices: PriceTable,
+        limits: EngineLimits, workdir: Path, *,
+        clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.prices = prices
+        self.limits = limits
+        self._client = client
+        self._delivery = delivery
+        self._workdir = workdir
+        self._clock = clock
+        self._monotonic = monotonic
+        self._queue = FairQueue()
+        self._in_flight: set[int] = set()   # job ids holding a WaveSpeed slot
+        self._limiter = SlidingWindowLimiter(
+            limits.submits_per_window, limits.submit_window_seconds, monotonic)
+        self._paused_until = 0.0            # monotonic; set by 429 / Retry-After
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    # ---- the front end's view -------------------------------------------------------------
+
+    async def create_job(
+        self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
+        context: dict[str, Any] | None = None,
+    ) -> Job:
+        """Reserve the price and queue the job. Raises InsufficientCreditsError or
+        JobLimitError, in which case nothing was charged or queued."""
+        price = self.prices.credits_for(request.size, request.duration)
+        job = await self.store.create(
+            guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=request,
+            price=price, max_active=self.limits.user_max_active_jobs, context=context)
+        self._queue.push(job.user_key, job.id)
+        self._wake.set()
+        log.info("job %d queued for user %d (price %d)", job.id, user_id, price)
+        return job
+
+    async def cancel(self, job_id: int, *, reason: str = "cancelled by its owner") -> Job | None:
+        """Cancel a queued job and refund it; None if it is no longer queued."""
+        job = await self.store.transition(
+            job_id, [Q], JobState.CANCELLED, detail=reason, settle_as="released",
+            failure_code="cancelled", failure_detail=reason)
+        if job is None:
+            return None
+        self._queue.remove(job_id)
+        log.info("job %d cancelled and refunded", job_id)
+        await self._announce(job)
+        await self._notify(job)
+        return job
+
+    def queue_position(self, job_id: int) -> int | None:
+        return self._queue.position(job_id)
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._in_flight)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume every unfinished job from its saved state, then start dispatching."""
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        now = self._clock()
+        window = self.limits.submit_window_seconds
+        self._limiter.seed(now - t for t in await self.store.submitted_since(now - window))
+        for job in await self.store.active():
+            await self._resume(job)
+        for job in await self.store.unnotified():
+            self._spawn(self._notify(job), f"notify-{job.id}")
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
+
+    async def close(self) -> None:
+        """Stop all work. Jobs keep their saved state and resume at the next start()."""
+        tasks = [*self._tasks, *([self._dispatcher] if self._dispatcher else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._dispatcher = None
+
+    async def _resume(self, job: Job) -> None:
+        if job.state is Q:
+            self._queue.push(job.user_key, job.id)
+            if job.not_before:
+                delay = job.not_before - self._clock()
+                self._paused_until = max(self._paused_until, self._monotonic() + delay)
+        elif job.state is S:
+            log.warning("job %d was being submitted when the bot stopped; its outcome is "
+                        "unknown: refunding and flagging it for reconciliation", job.id)
+            await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
+        elif job.state is R:
+            self._in_flight.add(job.id)
+            self._spawn_job(job.id, self._follow(job))
+        elif job.state is D:
+            self._spawn_job(job.id, self._deliver(job, resumed=True))
+        self._wake.set()
+
+    # ---- dispatching ----------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                delay = await self._dispatch_ready()
+            except Exception:
+                log.exception("dispatcher error; retrying shortly")
+                delay = self.limits.resume_delay
+            if delay is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _dispatch_ready(self) -> float | None:
+        """Start as many queued jobs as the limits allow; the seconds until more may start."""
+        while len(self._queue) and len(self._in_flight) < self.limits.max_running:
+            wait = max(self._paused_until - self._monotonic(), self._limiter.wait_time())
+            if wait > 0:
+                return wait
+            job_id = self._queue.pop()
+            assert job_id is not None
+            job = await self.store.transition(job_id, [Q], S, submitted_at=self._clock(),
+                                              not_before=None)
+            if job is None:
+                continue  # cancelled while it waited
+            self._limiter.record()
+            self._in_flight.add(job.id)
+            self._spawn_job(job.id, self._submit(job))
+        return None
+
+    async def _submit(self, job: Job) -> None:
+        """Send the POST once. Its outcome decides everything; it is never simply re-sent."""
+        await self._announce(job)
+        try:
+            prediction = await self._client.submit(job.request)
+        except WaveSpeedError as exc:
+            await self._submit_refused(job, exc)
+            return
+        except Exception:
+            log.exception("job %d: unexpected error around the submit POST", job.id)
+            await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
+            return
+        running = await self.store.transition(job.id, [S], R, task_id=prediction.id,
+                                              detail=f"task {prediction.id}")
+        if running is None:
+            return
+        log.info("job %d submitted as task %s", job.id, prediction.id)
+        await self._announce(running)
+        await self._follow(running)
+
+    async def _submit_refused(self, job: Job, exc: WaveSpeedError) -> None:
+        kind = type(exc).__name__
+        if exc.task_may_exist:
+            log.warning("job %d: submit outcome unknown (%s); refunding, flagged for "
+                        "reconciliation", job.id, kind)
+            await self._fail(job, [S], "submit_outcome_unknown", reconcile=True, detail=kind)
+            return
+        attempts = job.submit_attempts + 1
+        if exc.retryable and attempts < self.limits.max_submit_attempts:
+            retry_after = getattr(exc, "retry_after", None)
+            delay = retry_after or self.limits.requeue_delay * 2 ** (attempts - 1)
+            requeued = await self.store.transition(
+                job.id, [S], Q, submit_attempts=attempts, not_before=self._clock() + delay,
+                detail=f"{kind}; again in {delay:.1f}s")
+            self._in_flight.discard(job.id)
+            if requeued is not None:
+                self._queue.push(job.user_key, job.id, front=True)
+                # A refusal speaks for the whole account, so every submit waits, not just this.
+                self._paused_until = max(self._paused_until, self._monotonic() + delay)
+                log.info("job %d: submit refused (%s), requeued for %.1fs", job.id, kind, delay)
+                await self._announce(requeued)
+            self._wake.set()
+            return
+        if isinstance(exc, BadRequestError):
+            await self._fail(job, [S], "rejected_input", detail=exc.message)
+        elif isinstance(exc, AuthenticationError):
+            log.error("WaveSpeed rejected the API key: check WAVESPEED_API_KEY")
+            await self._fail(job, [S], "service_auth")
+        elif isinstance(exc, RateLimitedError | ServerError) or exc.retryable:
+            await self._fail(job, [S], "service_unavailable", detail=kind)
+        else:
+            await self._fail(job, [S], "submit_refused", detail=exc.message)
+
+    # ---- following a task -----------------------------------------------------------------
+
+    async def _follow(self, job: Job) -> None:
+        assert job.task_id is not None
+        deadline = (job.submitted_at or self._clock()) + self.limits.job_timeout
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                minutes = f"{self.limits.job_timeout / 60:g}"
+                await self._fail(job, [R], "timeout", detail=minutes)
+                return
+            await asyncio.sleep(min(self.limits.poll_interval, remaining))
+            try:
+                prediction = await self._client.get_result(job.task_id)
+            except NotFoundError:
+                await self._fail(job, [R], "task_missing")
+                return
+            except WaveSpeedError as exc:
+                # Polling is safe to repeat; only the timeout ends a job whose polls fail.
+                log.warning("job %d: polling task %s failed (%s); will poll again",
+                            job.id, job.task_id, type(exc).__name__)
+                continue
+            if not prediction.is_terminal:
+                continue
+            self._in_flight.discard(job.id)  # WaveSpeed's slot is free again
+            self._wake.set()
+            if prediction.succeeded:
+                delivering = await self.store.transition(
+                    job.id, [R], D, output_url=prediction.outputs[0],
+                    output_nsfw=prediction.output_is_nsfw)
+                if delivering is not None:
+                    await self._announce(delivering)
+                    await self._deliver(delivering, resumed=False)
+            else:
+                await self._fail(job, [R], "generation_failed",
+                                 detail=prediction.error or str(prediction.status))
+            return
+
+    # ---- delivering -----------------------------------------------------------------------
+
+    async def _deliver(self, job: Job, *, resumed: bool) -> None:
+        assert job.output_url is not None
+        if resumed and await self._already_delivered(job):
+            return
+        path = self._workdir / f"job-{job.id}.mp4"
+        try:
+            try:
+                size = await self._client.download_output(
+                    job.output_url, path, max_bytes=self.limits.output_max_bytes)
+                clip = Clip(url=job.output_url, path=path, size=size,
+                            nsfw=bool(job.output_nsfw))
+            except OutputTooLargeError:
+                clip = Clip(url=job.output_url, path=None, size=None, nsfw=bool(job.output_nsfw))
+            except NotFoundError:
+                await self._fail(job, [D], "output_missing")
+                return
+            except WaveSpeedError as exc:
+                await self._fail(job, [D], "download_failed", detail=type(exc).__name__)
+                return
+            for attempt in range(self.limits.delivery_attempts):
+                if attempt and await self._already_delivered(job):
+                    return  # an earlier attempt did post, its reply was just lost
+                try:
+                    receipt = await self._delivery.deliver(job, clip)
+                except DeliveryError as exc:
+                    last = attempt + 1 == self.limits.delivery_attempts
+                    log.warning("job %d: delivery failed (%s)%s", job.id, exc,
+                                "" if last or exc.permanent else "; retrying")
+                    if exc.permanent or last:
+                        await self._fail(job, [D], "delivery_failed", detail=str(exc))
+                        return
+                    await asyncio.sleep(self.limits.retry_delay * 2 ** attempt)
+                    continue
+                await self._finish_delivered(job, receipt)
+                return
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _already_delivered(self, job: Job) -> bool:
+        receipt = await self._delivery.find_delivery(job)
+        if receipt is None:
+            return False
+        await self._finish_delivered(job, receipt)
+        return True
+
+    async def _finish_delivered(self, job: Job, receipt: dict[str, Any]) -> None:
+        done = await self.store.transition(job.id, [D], JobState.DELIVERED, delivery=receipt,
+                                           notified=True, settle_as="captured",
+                                           detail="delivered")
+        if done is not None:
+            log.info("job %d delivered; %d credits captured", job.id, job.price)
+            await self._announce(done)
+
+    # ---- failing and telling --------------------------------------------------------------
+
+    async def _fail(
+        self, job: Job, from_states: list[JobState], code: str, *, detail: str | None = None,
+        reconcile: bool = False,
+    ) -> None:
+        failed = await self.store.transition(
+            job.id, from_states, JobState.FAILED, settle_as="released", detail=code,
+            failure_code=code, failure_detail=describe(code, detail),
+            needs_reconciliation=reconcile)
+        self._in_flight.discard(job.id)
+        self._wake.set()
+        if failed is None:
+            return
+        log.info("job %d failed (%s); %d credits released", job.id, code, job.price)
+        await self._announce(failed)
+        await self._notify(failed)
+
+    async def _notify(self, job: Job) -> None:
+        """Tell the owner about a failure or cancel; retried until it works or we stop."""
+        delay = self.limits.retry_delay
+        while True:
+            try:
+                await self._delivery.job_finished(job)
+            except Exception as exc:  # noqa: BLE001 - the front end's errors must not stop us
+                log.warning("job %d: could not notify its owner (%s); retrying in %.0fs",
+                            job.id, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+                continue
+            await self.store.update_fields(job.id, notified=True)
+            return
+
+    async def _announce(self, job: Job) -> None:
+        try:
+            await self._delivery.job_updated(job)
+        except Exception as exc:  # noqa: BLE001 - status updates are best effort
+            log.warning("job %d: status update failed (%s)", job.id, type(exc).__name__)
+
+    # ---- task ownership -------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+    def _spawn_job(self, job_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        self._spawn(self._guarded(job_id, coro), f"job-{job_id}")
+
+    async def _guarded(self, job_id: int, coro: Coroutine[Any, Any, None]) -> None:
+        """An unexpected error (a bug, the database briefly locked) must not strand a job:
+        pick it up again from its saved state."""
+        try:
+            await coro
+        except Exception:
+            log.exception("job %d: unexpected error; resuming from its saved state in %.0fs",
+                          job_id, self.limits.resume_delay)
+            self._in_flight.discard(job_id)
+            await asyncio.sleep(self.limits.resume_delay)
+            job = await self.store.get(job_id)
+            if job is not None and not job.state.is_terminal:
+                await self._resume(job)

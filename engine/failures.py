@@ -1,0 +1,31 @@
+"""Why a job failed, in words for the person who asked for it. Never a trace or a key."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    "submit_outcome_unknown": (
+        "WaveSpeed did not confirm that it received the job, so it was stopped and your "
+        "credits were refunded. Please try again."
+    ),
+    "rejected_input": "WaveSpeed refused the request: {detail}",
+    "service_auth": (
+        "The bot's WaveSpeed account is not working right now. The operator can see this; "
+        "please try again later."
+    ),
+    "service_unavailable": (
+        "WaveSpeed stayed busy or unreachable after several tries. Please try again later."
+    ),
+    "submit_refused": "WaveSpeed refused the job: {detail}",
+    "generation_failed": "WaveSpeed could not generate the clip: {detail}",
+    "timeout": "The clip was not ready within {detail} minutes, so the job was stopped.",
+    "task_missing": "WaveSpeed lost track of the job.",
+    "output_missing": "The finished clip could no longer be downloaded from WaveSpeed.",
+    "download_failed": "The finished clip could not be downloaded from WaveSpeed.",
+    "delivery_failed": "The finished clip could not be posted: {detail}",
+    "cancelled": "The job was cancelled.",
+}
+
+
+def describe(code: str, detail: str | None = None) -> str:
+    template = MESSAGES.get(code, "The job failed.")
+    return template.format(detail=(detail or "no reason given").strip()[:300])

@@ -1,0 +1,73 @@
+"""A delivery that records what it would have posted, standing in for the Discord layer.
+
+Like Discord's message history, its record outlives an engine restart (the tests pass the
+same instance to the new engine), which is what `find_delivery` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from engine.delivery import Clip, DeliveryError
+from storage.jobs import Job, JobState
+
+
+@dataclass(frozen=True)
+class Post:
+    job_id: int
+    url: str
+    data: bytes | None   # the MP4 attached, or None when only a link was posted
+    nsfw: bool
+    receipt: dict[str, Any]
+
+
+class RecordingDelivery:
+    def __init__(self) -> None:
+        self.posts: list[Post] = []
+        self.updates: list[tuple[int, JobState]] = []
+        self.finished: list[tuple[int, JobState, str | None]] = []
+        self.failures: list[DeliveryError] = []       # raised by the next deliver() calls
+        self.notify_failures = 0                      # job_finished raises this many times
+        self.hold_before_post: asyncio.Event | None = None
+        self.hold_after_post: asyncio.Event | None = None
+        self.deliver_calls = 0
+        self._changed = asyncio.Condition()
+
+    async def deliver(self, job: Job, clip: Clip) -> dict[str, Any]:
+        self.deliver_calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.hold_before_post is not None:
+            await self.hold_before_post.wait()
+        data = clip.path.read_bytes() if clip.path is not None else None
+        receipt = {"message_id": 900_000 + len(self.posts), "attached": data is not None}
+        self.posts.append(Post(job.id, clip.url, data, clip.nsfw, receipt))
+        if self.hold_after_post is not None:
+            await self.hold_after_post.wait()
+        return receipt
+
+    async def find_delivery(self, job: Job) -> dict[str, Any] | None:
+        for post in self.posts:
+            if post.job_id == job.id:
+                return post.receipt
+        return None
+
+    async def job_updated(self, job: Job) -> None:
+        async with self._changed:
+            self.updates.append((job.id, job.state))
+            self._changed.notify_all()
+
+    async def job_finished(self, job: Job) -> None:
+        if self.notify_failures > 0:
+            self.notify_failures -= 1
+            raise DeliveryError("the channel is gone")
+        async with self._changed:
+            self.finished.append((job.id, job.state, job.failure_detail))
+            self._changed.notify_all()
+
+    async def wait_for(self, job_id: int, state: JobState, within: float = 10.0) -> None:
+        """Until the engine has announced `state` for the job."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: (job_id, state) in self.updates)
