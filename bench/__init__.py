@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers (python -m bench.<name>); never run by pytest."""
