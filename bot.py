@@ -1,24 +1,165 @@
 """ref2video-bot: the composition root. Start it with scripts/run-bot.
 
-Nothing runs at import time; `main()` loads the settings, sets up logging and runs `run()`.
+Nothing runs at import time. `main()` loads the settings and sets up logging; `run()` opens
+the database and one HTTP session, builds the WaveSpeed client, and runs the bot, whose
+`setup_hook` builds the engine, loads the cogs, resumes unfinished jobs and syncs the
+slash commands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
+import signal
 import sys
+from pathlib import Path
 
+import aiohttp
 import discord
+from discord.ext import commands
 
 from config import Settings, SettingsError, load_settings
+from config.log_redaction import install as install_log_redaction
+from discord_layer.api_base import use_api_base, use_gateway_of
+from discord_layer.delivery import DiscordDelivery
+from discord_layer.services import Services
+from discord_layer.status import StatusBoard
+from discord_layer.text import NO_PINGS
+from discord_layer.tree import ErrorReportingTree
+from engine.engine import EngineLimits, JobEngine
+from engine.input_rules import InputLimits
+from storage.bot_state import BotState
+from storage.credits import CreditStore
+from storage.database import Database
+from storage.jobs import JobStore
+from wavespeed.client import WaveSpeedClient
 
 log = logging.getLogger("ref2video")
 
+EXTENSIONS = ("cogs.generate", "cogs.credits", "cogs.jobs")
+TREE_HASH_KEY = "command_tree_hash"
+
+
+def engine_limits(settings: Settings) -> EngineLimits:
+    return EngineLimits(
+        max_running=settings.wavespeed_max_concurrent,
+        submits_per_window=settings.wavespeed_submits_per_minute,
+        submit_window_seconds=60.0,
+        user_max_active_jobs=settings.user_max_active_jobs,
+        poll_interval=settings.poll_interval_seconds,
+        job_timeout=settings.job_timeout_seconds,
+        output_max_bytes=settings.output_max_bytes,
+    )
+
+
+class Ref2VideoBot(commands.Bot):
+    def __init__(
+        self, settings: Settings, db: Database, wavespeed: WaveSpeedClient, *,
+        limits: EngineLimits | None = None, workdir: Path | None = None,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and threads in the cache; nothing privileged
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents,
+                         tree_cls=ErrorReportingTree, allowed_mentions=NO_PINGS,
+                         guild_ready_timeout=guild_ready_timeout, max_messages=None)
+        self.settings = settings
+        self.db = db
+        self._wavespeed = wavespeed
+        self._limits = limits or engine_limits(settings)
+        self._workdir = workdir or settings.database_path.parent / "work"
+        self.services: Services | None = None
+        self._engine_started = asyncio.Event()
+        self._starter: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        s = self.settings
+        if s.discord_api_base_url:
+            url = await use_gateway_of(self.http)
+            log.info("using the Discord API at %s (gateway %s)", s.discord_api_base_url, url)
+        jobs = JobStore(self.db, starting_credits=s.starting_credits)
+        credits = CreditStore(self.db, starting_credits=s.starting_credits)
+        board = StatusBoard(self, s.prices, lambda job_id: engine.queue_position(job_id),
+                            min_interval=s.status_update_seconds)
+        delivery = DiscordDelivery(self, board, s.prices, nsfw_charge=s.nsfw_charge)
+        engine = JobEngine(jobs, self._wavespeed, delivery, s.prices, self._limits,
+                           self._workdir)
+        self.services = Services(
+            settings=s, prices=s.prices, credits=credits, jobs=jobs, engine=engine, board=board,
+            input_limits=InputLimits(max_video_bytes=s.max_video_bytes,
+                                     max_audio_bytes=s.max_audio_bytes,
+                                     max_prompt_chars=s.max_prompt_chars))
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self._sync_commands()
+        # Jobs resume once the gateway has filled the channel cache they post into.
+        self._starter = asyncio.create_task(self._start_engine(), name="engine-start")
+
+    async def _start_engine(self) -> None:
+        await self.wait_until_ready()
+        assert self.services is not None
+        for job in await self.services.jobs.active():
+            self.services.board.update(job)
+        self.services.board.start()
+        await self.services.engine.start()
+        self._engine_started.set()
+        log.info("engine started: %d queued, %d running", self.services.engine.queue_length,
+                 self.services.engine.running_count)
+
+    async def wait_until_engine_started(self) -> None:
+        await self._engine_started.wait()
+
+    async def _sync_commands(self) -> None:
+        """Sync only when the command tree changed: Discord rate-limits syncs hard."""
+        guild = discord.Object(self.settings.discord_guild_id) if (
+            self.settings.discord_guild_id) else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(
+            {"guild": guild.id if guild else None, "app": self.application_id,
+             "commands": payload}, sort_keys=True).encode()).hexdigest()
+        state = BotState(self.db)
+        if await state.get(TREE_HASH_KEY) == digest:
+            log.info("slash commands unchanged; not syncing")
+            return
+        synced = await self.tree.sync(guild=guild)
+        await state.set(TREE_HASH_KEY, digest)
+        log.info("synced %d slash commands %s", len(synced),
+                 f"to guild {guild.id}" if guild else "globally")
+
+    async def close(self) -> None:
+        if self._starter is not None:
+            self._starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starter
+        if self.services is not None:
+            await self.services.engine.close()
+            await self.services.board.close()
+        await super().close()
+
 
 async def run(settings: Settings) -> None:
-    """Open storage, start the engine and the Discord client, and run until stopped."""
-    raise NotImplementedError("wired in by the lead")
+    """Open storage and the HTTP session, run the bot until stopped, close everything."""
+    use_api_base(settings.discord_api_base_url)
+    db = await Database.open(settings.database_path)
+    try:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
+                                        settings.wavespeed_base_url)
+            bot = Ref2VideoBot(settings, db, wavespeed)
+            async with bot:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    with contextlib.suppress(NotImplementedError):
+                        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+                await bot.start(settings.discord_token.reveal())
+    finally:
+        await db.close()
 
 
 def main() -> int:
@@ -28,8 +169,13 @@ def main() -> int:
         print(err, file=sys.stderr)
         return 2
     discord.utils.setup_logging(level=logging.getLevelNamesMapping()[settings.log_level])
+    install_log_redaction([settings.discord_token.reveal(),
+                           settings.wavespeed_api_key.reveal()])
     try:
         asyncio.run(run(settings))
+    except discord.LoginFailure:
+        log.error("Discord refused the token: check DISCORD_TOKEN in .env")
+        return 1
     except KeyboardInterrupt:
         log.info("stopped by Ctrl-C")
         return 130

@@ -1,6 +1,8 @@
 """Settings of the bot: `load_settings()` reads and checks them, `Settings` holds them."""
 
 from config.settings import (
+    BOOLEAN_WORDS,
+    DISCORD_STRING_OPTION_MAX_CHARS,
     LOG_LEVELS,
     SETTINGS_VARIABLES,
     Secret,
@@ -10,6 +12,8 @@ from config.settings import (
 )
 
 __all__ = [
+    "BOOLEAN_WORDS",
+    "DISCORD_STRING_OPTION_MAX_CHARS",
     "LOG_LEVELS",
     "SETTINGS_VARIABLES",
     "Secret",

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,6 +25,8 @@ from dotenv import dotenv_values
 from engine.pricing import PriceTable
 
 __all__ = [
+    "BOOLEAN_WORDS",
+    "DISCORD_STRING_OPTION_MAX_CHARS",
     "LOG_LEVELS",
     "SETTINGS_VARIABLES",
     "Secret",
@@ -34,12 +37,34 @@ __all__ = [
 
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+# Discord caps a slash command's string option at 6000 characters, so MAX_PROMPT_CHARS
+# cannot usefully be higher.
+DISCORD_STRING_OPTION_MAX_CHARS: Final = 6000
+
+# The words a yes/no setting accepts (case-insensitive), each mapped to its value.
+BOOLEAN_WORDS: Final[Mapping[str, bool]] = MappingProxyType(
+    {
+        "true": True,
+        "false": False,
+        "yes": True,
+        "no": False,
+        "1": True,
+        "0": False,
+        "on": True,
+        "off": False,
+    }
+)
+
+# The largest Discord snowflake: IDs are unsigned 64-bit integers.
+_MAX_SNOWFLAKE: Final = 2**64 - 1
+
 # Every environment variable load_settings() reads, in the order of .env.example.
 SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
     "DISCORD_TOKEN",
     "WAVESPEED_API_KEY",
     "WAVESPEED_BASE_URL",
     "DISCORD_API_BASE_URL",
+    "DISCORD_GUILD_ID",
     "DATABASE_PATH",
     "PRICE_720P_5S",
     "PRICE_720P_10S",
@@ -47,12 +72,17 @@ SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
     "PRICE_1080P_10S",
     "USD_PER_CREDIT",
     "STARTING_CREDITS",
+    "NSFW_CHARGE",
     "WAVESPEED_MAX_CONCURRENT",
     "WAVESPEED_SUBMITS_PER_MINUTE",
     "USER_MAX_ACTIVE_JOBS",
     "POLL_INTERVAL_SECONDS",
     "JOB_TIMEOUT_SECONDS",
+    "STATUS_UPDATE_SECONDS",
     "OUTPUT_MAX_BYTES",
+    "MAX_VIDEO_BYTES",
+    "MAX_AUDIO_BYTES",
+    "MAX_PROMPT_CHARS",
     "LOG_LEVEL",
 )
 
@@ -117,17 +147,31 @@ class Settings:
     wavespeed_base_url: str = "https://api.wavespeed.ai"
     # Only for tests against a fake Discord, e.g. "http://127.0.0.1:8080/api/v10".
     discord_api_base_url: str | None = None
+    # When set, slash commands are synced to this one server (instant, for development)
+    # instead of globally.
+    discord_guild_id: int | None = None
     database_path: Path = Path("data/ref2video.sqlite3")
     prices: PriceTable = field(default_factory=PriceTable)
     starting_credits: int = 0
+    # Whether a clip WaveSpeed flags as NSFW, and that is therefore withheld (not posted
+    # in a channel that is not age-restricted), is still charged.
+    nsfw_charge: bool = False
     wavespeed_max_concurrent: int = 2
     wavespeed_submits_per_minute: int = 2
     # How many queued + running jobs one user may have at once.
     user_max_active_jobs: int = 3
     poll_interval_seconds: float = 5.0
     job_timeout_seconds: float = 1800.0
+    # At most how often a job's status message is edited (Discord rate-limits edits).
+    status_update_seconds: float = 10.0
     # Largest output video the bot downloads, in bytes.
     output_max_bytes: int = 104_857_600
+    # Largest reference video attachment accepted, in bytes (WaveSpeed's video limit).
+    max_video_bytes: int = 104_857_600
+    # Largest audio attachment accepted, in bytes.
+    max_audio_bytes: int = 20_971_520
+    # Longest prompt (and negative prompt) accepted, in characters.
+    max_prompt_chars: int = 1500
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -142,14 +186,25 @@ class Settings:
                 ("wavespeed_submits_per_minute", 1),
                 ("user_max_active_jobs", 1),
                 ("output_max_bytes", 1),
+                ("max_video_bytes", 1),
+                ("max_audio_bytes", 1),
             )
             if getattr(self, name) < low
         ]
+        if not 1 <= self.max_prompt_chars <= DISCORD_STRING_OPTION_MAX_CHARS:
+            wrong.append(f"max_prompt_chars must be from 1 to {DISCORD_STRING_OPTION_MAX_CHARS}")
         wrong += [
             f"{name} must be a finite number above 0"
             for name in ("poll_interval_seconds", "job_timeout_seconds")
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0)
         ]
+        if not (math.isfinite(self.status_update_seconds) and self.status_update_seconds >= 1):
+            wrong.append("status_update_seconds must be a finite number of at least 1")
+        nsfw_charge: object = self.nsfw_charge  # a str such as "false" would be truthy
+        if not isinstance(nsfw_charge, bool):
+            wrong.append("nsfw_charge must be a bool")
+        if self.discord_guild_id is not None and not (1 <= self.discord_guild_id <= _MAX_SNOWFLAKE):
+            wrong.append("discord_guild_id must be None or a Discord snowflake (above 0)")
         if self.log_level not in LOG_LEVELS:
             wrong.append(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if wrong:
@@ -238,13 +293,18 @@ class _Reader:
             return default
         return value
 
-    def integer(self, name: str, default: int, minimum: int) -> int:
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        rule = (
+            f"a whole number of at least {minimum}"
+            if maximum is None
+            else f"a whole number from {minimum} to {maximum}"
+        )
         return self._number(
             name,
             default,
             lambda s: int(s, 10),
-            lambda v: v >= minimum,
-            f"a whole number of at least {minimum}",
+            lambda v: v >= minimum and (maximum is None or v <= maximum),
+            rule,
         )
 
     def positive_float(self, name: str, default: float) -> float:
@@ -255,6 +315,47 @@ class _Reader:
             lambda v: math.isfinite(v) and v > 0,
             "a number above 0 (such as 0.5 or 5)",
         )
+
+    def number_at_least(self, name: str, default: float, minimum: float) -> float:
+        return self._number(
+            name,
+            default,
+            float,
+            lambda v: math.isfinite(v) and v >= minimum,
+            f"a number of at least {minimum:g}",
+        )
+
+    def boolean(self, name: str, default: bool) -> bool:
+        text = self.raw(name)
+        if text is None:
+            return default
+        value = BOOLEAN_WORDS.get(text.lower())
+        if value is None:
+            self.problems.append(
+                f"{name} must be one of {', '.join(BOOLEAN_WORDS)}, not {text!r}: "
+                f"set it to true or false (default {str(default).lower()}), "
+                "or delete the line to use the default"
+            )
+            return default
+        return value
+
+    def snowflake(self, name: str, what: str, how: str, unset: str) -> int | None:
+        """An optional Discord ID: `what` names it, `how` says where to copy it from and
+        `unset` what leaving it out means."""
+        text = self.raw(name)
+        if text is None:
+            return None
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= _MAX_SNOWFLAKE:
+            self.problems.append(
+                f"{name} must be {what} (a positive whole number such as "
+                f"123456789012345678), not {text!r}: {how}, or delete the line {unset}"
+            )
+            return None
+        return value
 
     def url(self, name: str, default: str | None, example: str, api_path: bool) -> str | None:
         text = self.raw(name)
@@ -347,6 +448,12 @@ def load_settings(
     discord_api_base_url = read.url(
         "DISCORD_API_BASE_URL", None, "http://127.0.0.1:8080/api/v10", True
     )
+    discord_guild_id = read.snowflake(
+        "DISCORD_GUILD_ID",
+        "a Discord server ID",
+        "copy it in Discord with Developer Mode on (right-click the server > Copy Server ID)",
+        "to sync slash commands globally",
+    )
 
     database_path = Settings.database_path
     db_text = read.raw("DATABASE_PATH")
@@ -367,6 +474,7 @@ def load_settings(
     usd_per_credit = read.positive_float("USD_PER_CREDIT", default_prices.usd_per_credit)
 
     starting_credits = read.integer("STARTING_CREDITS", Settings.starting_credits, 0)
+    nsfw_charge = read.boolean("NSFW_CHARGE", Settings.nsfw_charge)
     max_concurrent = read.integer("WAVESPEED_MAX_CONCURRENT", Settings.wavespeed_max_concurrent, 1)
     submits_per_minute = read.integer(
         "WAVESPEED_SUBMITS_PER_MINUTE", Settings.wavespeed_submits_per_minute, 1
@@ -374,7 +482,13 @@ def load_settings(
     user_max_active_jobs = read.integer("USER_MAX_ACTIVE_JOBS", Settings.user_max_active_jobs, 1)
     poll_interval = read.positive_float("POLL_INTERVAL_SECONDS", Settings.poll_interval_seconds)
     job_timeout = read.positive_float("JOB_TIMEOUT_SECONDS", Settings.job_timeout_seconds)
+    status_update = read.number_at_least("STATUS_UPDATE_SECONDS", Settings.status_update_seconds, 1)
     output_max_bytes = read.integer("OUTPUT_MAX_BYTES", Settings.output_max_bytes, 1)
+    max_video_bytes = read.integer("MAX_VIDEO_BYTES", Settings.max_video_bytes, 1)
+    max_audio_bytes = read.integer("MAX_AUDIO_BYTES", Settings.max_audio_bytes, 1)
+    max_prompt_chars = read.integer(
+        "MAX_PROMPT_CHARS", Settings.max_prompt_chars, 1, DISCORD_STRING_OPTION_MAX_CHARS
+    )
 
     log_level = Settings.log_level
     level_text = read.raw("LOG_LEVEL")
@@ -395,6 +509,7 @@ def load_settings(
         wavespeed_api_key=wavespeed_api_key,
         wavespeed_base_url=wavespeed_base_url or Settings.wavespeed_base_url,
         discord_api_base_url=discord_api_base_url,
+        discord_guild_id=discord_guild_id,
         database_path=database_path,
         prices=PriceTable(
             p720_5s=p720_5s,
@@ -404,11 +519,16 @@ def load_settings(
             usd_per_credit=usd_per_credit,
         ),
         starting_credits=starting_credits,
+        nsfw_charge=nsfw_charge,
         wavespeed_max_concurrent=max_concurrent,
         wavespeed_submits_per_minute=submits_per_minute,
         user_max_active_jobs=user_max_active_jobs,
         poll_interval_seconds=poll_interval,
         job_timeout_seconds=job_timeout,
+        status_update_seconds=status_update,
         output_max_bytes=output_max_bytes,
+        max_video_bytes=max_video_bytes,
+        max_audio_bytes=max_audio_bytes,
+        max_prompt_chars=max_prompt_chars,
         log_level=log_level,
     )

@@ -21,6 +21,19 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+class DeliveryWithheld(Exception):
+    """The clip exists but must not be posted where the job was asked (an NSFW flag in a
+    channel that is not age-restricted). With `charge`, the owner was already told and the
+    job is charged (`receipt` records that notice); without, the job fails and is refunded."""
+
+    def __init__(self, reason: str, *, charge: bool, receipt: dict[str, Any] | None = None
+                 ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.charge = charge
+        self.receipt = receipt or {}
+
+
 @dataclass(frozen=True)
 class Clip:
     url: str                 # WaveSpeed's (temporary) output URL
@@ -31,7 +44,8 @@ class Clip:
 
 class Delivery(Protocol):
     async def deliver(self, job: Job, clip: Clip) -> dict[str, Any]:
-        """Post the clip; return a JSON-able receipt (message ids...). Raise DeliveryError."""
+        """Post the clip; return a JSON-able receipt (message ids...). Raise DeliveryError,
+        or DeliveryWithheld when the clip may not be shown there."""
         ...
 
     async def find_delivery(self, job: Job) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.delivery import Clip, Delivery, DeliveryError
+from engine.delivery import Clip, Delivery, DeliveryError, DeliveryWithheld
 from engine.failures import describe
 from engine.fair_queue import FairQueue
 from engine.pricing import PriceTable
@@ -90,30 +90,44 @@ class JobEngine:
 
     async def create_job(
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
-        context: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None, enqueue: bool = True,
     ) -> Job:
         """Reserve the price and queue the job. Raises InsufficientCreditsError or
-        JobLimitError, in which case nothing was charged or queued."""
+        JobLimitError, in which case nothing was charged or queued.
+
+        With `enqueue=False` the job is saved (queued, credits held) but not dispatched
+        until `enqueue(job)`, so the caller can first post the message the job's
+        updates will edit. A restart queues it anyway."""
         price = self.prices.credits_for(request.size, request.duration)
         job = await self.store.create(
             guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=request,
             price=price, max_active=self.limits.user_max_active_jobs, context=context)
-        self._queue.push(job.user_key, job.id)
-        self._wake.set()
-        log.info("job %d queued for user %d (price %d)", job.id, user_id, price)
+        log.info("job %d created for user %d (price %d)", job.id, user_id, price)
+        if enqueue:
+            self._queue.push(job.user_key, job.id)
+            self._wake.set()
         return job
 
-    async def cancel(self, job_id: int, *, reason: str = "cancelled by its owner") -> Job | None:
-        """Cancel a queued job and refund it; None if it is no longer queued."""
+    def enqueue(self, job: Job) -> None:
+        """Queue a job made with `create_job(enqueue=False)`."""
+        self._queue.push(job.user_key, job.id)
+        self._wake.set()
+
+    async def cancel(
+        self, job_id: int, *, reason: str = "cancelled by its owner", notify: bool = True
+    ) -> Job | None:
+        """Cancel a queued job and refund it; None if it is no longer queued. `notify=False`
+        when the caller tells the owner itself (e.g. the command that made it failed)."""
         job = await self.store.transition(
             job_id, [Q], JobState.CANCELLED, detail=reason, settle_as="released",
-            failure_code="cancelled", failure_detail=reason)
+            failure_code="cancelled", failure_detail=reason, notified=not notify)
         if job is None:
             return None
         self._queue.remove(job_id)
         log.info("job %d cancelled and refunded", job_id)
-        await self._announce(job)
-        await self._notify(job)
+        if notify:
+            await self._announce(job)
+            await self._notify(job)
         return job
 
     def queue_position(self, job_id: int) -> int | None:
@@ -317,6 +331,15 @@ class JobEngine:
                     return  # an earlier attempt did post, its reply was just lost
                 try:
                     receipt = await self._delivery.deliver(job, clip)
+                except DeliveryWithheld as withheld:
+                    log.info("job %d: clip withheld (%s); %s", job.id, withheld.reason,
+                             "charged" if withheld.charge else "refunding")
+                    if withheld.charge:
+                        await self._finish_delivered(
+                            job, {**withheld.receipt, "withheld": withheld.reason})
+                    else:
+                        await self._fail(job, [D], "withheld", detail=withheld.reason)
+                    return
                 except DeliveryError as exc:
                     last = attempt + 1 == self.limits.delivery_attempts
                     log.warning("job %d: delivery failed (%s)%s", job.id, exc,

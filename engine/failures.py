@@ -23,6 +23,7 @@ MESSAGES: dict[str, str] = {
     "download_failed": "The finished clip could not be downloaded from WaveSpeed.",
     "delivery_failed": "The finished clip could not be posted: {detail}",
     "cancelled": "The job was cancelled.",
+    "withheld": "The clip was not posted: {detail}",
 }
 
 

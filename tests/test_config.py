@@ -15,6 +15,8 @@ import pytest
 
 import bot
 from config import (
+    BOOLEAN_WORDS,
+    DISCORD_STRING_OPTION_MAX_CHARS,
     LOG_LEVELS,
     SETTINGS_VARIABLES,
     Secret,
@@ -86,17 +88,23 @@ def test_defaults() -> None:
     assert settings.wavespeed_api_key.reveal() == API_KEY
     assert settings.wavespeed_base_url == "https://api.wavespeed.ai"
     assert settings.discord_api_base_url is None
+    assert settings.discord_guild_id is None
     assert settings.database_path == Path("data/ref2video.sqlite3")
     assert settings.prices == PriceTable(
         p720_5s=100, p720_10s=150, p1080_5s=150, p1080_10s=225, usd_per_credit=0.01
     )
     assert settings.starting_credits == 0
+    assert settings.nsfw_charge is False
     assert settings.wavespeed_max_concurrent == 2
     assert settings.wavespeed_submits_per_minute == 2
     assert settings.user_max_active_jobs == 3
     assert settings.poll_interval_seconds == 5.0
     assert settings.job_timeout_seconds == 1800
+    assert settings.status_update_seconds == 10.0
     assert settings.output_max_bytes == 104_857_600
+    assert settings.max_video_bytes == 104_857_600  # 100 MiB, WaveSpeed's video limit
+    assert settings.max_audio_bytes == 20_971_520  # 20 MiB
+    assert settings.max_prompt_chars == 1500
     assert settings.log_level == "INFO"
 
 
@@ -119,6 +127,9 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
         "discord_api_base_url",
         "https://proxy.example/discord/api/v9",
     ),
+    ("DISCORD_GUILD_ID", "123456789012345678", "discord_guild_id", 123456789012345678),
+    ("DISCORD_GUILD_ID", "1", "discord_guild_id", 1),
+    ("DISCORD_GUILD_ID", str(2**64 - 1), "discord_guild_id", 2**64 - 1),
     ("DATABASE_PATH", "/srv/bot/db.sqlite3", "database_path", Path("/srv/bot/db.sqlite3")),
     ("DATABASE_PATH", "other.db", "database_path", Path("other.db")),
     ("PRICE_720P_5S", "1", _price("p720_5s"), 1),
@@ -129,6 +140,8 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("USD_PER_CREDIT", "1", _price("usd_per_credit"), 1.0),
     ("STARTING_CREDITS", "0", "starting_credits", 0),
     ("STARTING_CREDITS", "500", "starting_credits", 500),
+    ("NSFW_CHARGE", "true", "nsfw_charge", True),
+    ("NSFW_CHARGE", "false", "nsfw_charge", False),
     ("WAVESPEED_MAX_CONCURRENT", "1", "wavespeed_max_concurrent", 1),
     ("WAVESPEED_MAX_CONCURRENT", "8", "wavespeed_max_concurrent", 8),
     ("WAVESPEED_SUBMITS_PER_MINUTE", "10", "wavespeed_submits_per_minute", 10),
@@ -136,7 +149,17 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("POLL_INTERVAL_SECONDS", "0.01", "poll_interval_seconds", 0.01),
     ("POLL_INTERVAL_SECONDS", "2", "poll_interval_seconds", 2.0),
     ("JOB_TIMEOUT_SECONDS", "60.5", "job_timeout_seconds", 60.5),
+    ("STATUS_UPDATE_SECONDS", "1", "status_update_seconds", 1.0),
+    ("STATUS_UPDATE_SECONDS", "2.5", "status_update_seconds", 2.5),
+    ("STATUS_UPDATE_SECONDS", "60", "status_update_seconds", 60.0),
     ("OUTPUT_MAX_BYTES", "1048576", "output_max_bytes", 1_048_576),
+    ("MAX_VIDEO_BYTES", "1", "max_video_bytes", 1),
+    ("MAX_VIDEO_BYTES", "52428800", "max_video_bytes", 52_428_800),
+    ("MAX_AUDIO_BYTES", "1", "max_audio_bytes", 1),
+    ("MAX_AUDIO_BYTES", "10485760", "max_audio_bytes", 10_485_760),
+    ("MAX_PROMPT_CHARS", "1", "max_prompt_chars", 1),
+    ("MAX_PROMPT_CHARS", "800", "max_prompt_chars", 800),
+    ("MAX_PROMPT_CHARS", "6000", "max_prompt_chars", 6000),
     ("LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
     ("LOG_LEVEL", "warning", "log_level", "WARNING"),
     ("LOG_LEVEL", " error ", "log_level", "ERROR"),
@@ -154,6 +177,27 @@ def test_every_override(name: str, value: str, attr: Any, expected: Any) -> None
 def test_overrides_cover_every_variable() -> None:
     covered = {name for name, *_ in OVERRIDES} | set(REQUIRED)
     assert covered == set(SETTINGS_VARIABLES)
+
+
+@pytest.mark.parametrize(("word", "expected"), list(BOOLEAN_WORDS.items()))
+def test_boolean_words_in_any_case(word: str, expected: bool) -> None:
+    for text in (word, word.upper(), word.capitalize(), f"  {word} "):
+        assert load({**REQUIRED, "NSFW_CHARGE": text}).nsfw_charge is expected
+
+
+def test_boolean_words_are_the_documented_ones() -> None:
+    assert dict(BOOLEAN_WORDS) == {
+        "true": True,
+        "false": False,
+        "yes": True,
+        "no": False,
+        "1": True,
+        "0": False,
+        "on": True,
+        "off": False,
+    }
+    with pytest.raises(TypeError):
+        BOOLEAN_WORDS["maybe"] = True  # type: ignore[index]
 
 
 def test_values_are_stripped_and_blank_means_unset() -> None:
@@ -193,18 +237,24 @@ def test_all_problems_are_collected_at_once() -> None:
     env = {
         "WAVESPEED_BASE_URL": "ftp://files.example",
         "DISCORD_API_BASE_URL": "http://127.0.0.1:8080/api",
+        "DISCORD_GUILD_ID": "my-server",
         "PRICE_720P_5S": "0",
         "PRICE_720P_10S": "ten",
         "PRICE_1080P_5S": "-5",
         "PRICE_1080P_10S": "2.5",
         "USD_PER_CREDIT": "0",
         "STARTING_CREDITS": "-1",
+        "NSFW_CHARGE": "sometimes",
         "WAVESPEED_MAX_CONCURRENT": "0",
         "WAVESPEED_SUBMITS_PER_MINUTE": "many",
         "USER_MAX_ACTIVE_JOBS": "0",
         "POLL_INTERVAL_SECONDS": "-1",
         "JOB_TIMEOUT_SECONDS": "inf",
+        "STATUS_UPDATE_SECONDS": "0.5",
         "OUTPUT_MAX_BYTES": "100MB",
+        "MAX_VIDEO_BYTES": "0",
+        "MAX_AUDIO_BYTES": "20 MiB",
+        "MAX_PROMPT_CHARS": "6001",
         "LOG_LEVEL": "TRACE",
     }
     err = problems_of(env)
@@ -216,8 +266,8 @@ def test_all_problems_are_collected_at_once() -> None:
         assert ": " in problem  # what is wrong: how to fix it
     message = str(err)
     lines = message.splitlines()
-    assert lines[0] == "ref2video-bot cannot start: 17 problems with its settings:"
-    assert lines[1 : 1 + 17] == [f"  - {problem}" for problem in err.problems]
+    assert lines[0] == "ref2video-bot cannot start: 23 problems with its settings:"
+    assert lines[1 : 1 + 23] == [f"  - {problem}" for problem in err.problems]
     assert "cp .env.example .env" in lines[-1]
     assert "Traceback" not in message
 
@@ -242,6 +292,91 @@ def test_problem_messages_say_what_to_do() -> None:
         "change it (default 5.0), or delete the line to use the default",
         "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, not 'verbose': "
         "set it to one of those (default INFO)",
+    ]
+
+
+def _byte_limit_problem(name: str, value: str, default: int) -> str:
+    return (
+        f"{name} must be a whole number of at least 1, not {value!r}: "
+        f"change it (default {default}), or delete the line to use the default"
+    )
+
+
+def _prompt_chars_problem(value: str) -> str:
+    return (
+        f"MAX_PROMPT_CHARS must be a whole number from 1 to 6000, not {value!r}: "
+        "change it (default 1500), or delete the line to use the default"
+    )
+
+
+def _nsfw_charge_problem(value: str) -> str:
+    return (
+        f"NSFW_CHARGE must be one of true, false, yes, no, 1, 0, on, off, not {value!r}: "
+        "set it to true or false (default false), or delete the line to use the default"
+    )
+
+
+def _status_update_problem(value: str) -> str:
+    return (
+        f"STATUS_UPDATE_SECONDS must be a number of at least 1, not {value!r}: "
+        "change it (default 10.0), or delete the line to use the default"
+    )
+
+
+def _guild_id_problem(value: str) -> str:
+    return (
+        "DISCORD_GUILD_ID must be a Discord server ID (a positive whole number such as "
+        f"123456789012345678), not {value!r}: copy it in Discord with Developer Mode on "
+        "(right-click the server > Copy Server ID), or delete the line to sync slash "
+        "commands globally"
+    )
+
+
+NEW_SETTING_PROBLEMS: list[tuple[str, str, str]] = [
+    *(
+        ("MAX_VIDEO_BYTES", value, _byte_limit_problem("MAX_VIDEO_BYTES", value, 104857600))
+        for value in ("0", "-1", "100MB", "1.5", "1e8", "lots")
+    ),
+    *(
+        ("MAX_AUDIO_BYTES", value, _byte_limit_problem("MAX_AUDIO_BYTES", value, 20971520))
+        for value in ("0", "-20971520", "20 MiB", "2.5", "none")
+    ),
+    *(
+        ("MAX_PROMPT_CHARS", value, _prompt_chars_problem(value))
+        for value in ("0", "-1", "6001", "100000", "1500.0", "long")
+    ),
+    *(
+        ("NSFW_CHARGE", value, _nsfw_charge_problem(value))
+        for value in ("maybe", "2", "-1", "y", "n", "t", "f", "enabled", "true false", "ja")
+    ),
+    *(
+        ("STATUS_UPDATE_SECONDS", value, _status_update_problem(value))
+        for value in ("0", "0.5", "0.999", "-10", "nan", "inf", "10s", "often")
+    ),
+    *(
+        ("DISCORD_GUILD_ID", value, _guild_id_problem(value))
+        for value in ("0", "-123", "1.5", "my server", "<#123>", str(2**64), "12 34")
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), NEW_SETTING_PROBLEMS)
+def test_new_settings_reject_bad_values_saying_how_to_fix_them(
+    name: str, value: str, problem: str
+) -> None:
+    err = problems_of({**REQUIRED, name: value})
+    assert err.problems == [problem]
+    assert err.problems[0].startswith(f"{name} must be ")  # names the variable
+    assert repr(value.strip()) in err.problems[0]  # quotes the bad value
+    assert "delete the line" in err.problems[0]  # and says how to fix it
+
+
+def test_prompt_chars_upper_bound_is_discords_option_cap() -> None:
+    assert DISCORD_STRING_OPTION_MAX_CHARS == 6000
+    top = str(DISCORD_STRING_OPTION_MAX_CHARS)
+    assert load({**REQUIRED, "MAX_PROMPT_CHARS": top}).max_prompt_chars == 6000
+    assert problems_of({**REQUIRED, "MAX_PROMPT_CHARS": "6001"}).problems == [
+        _prompt_chars_problem("6001")
     ]
 
 
@@ -340,6 +475,48 @@ def test_settings_checks_direct_construction() -> None:
     assert TOKEN not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_video_bytes", 0),
+        ("max_audio_bytes", 0),
+        ("max_audio_bytes", -1),
+        ("max_prompt_chars", 0),
+        ("max_prompt_chars", 6001),
+        ("status_update_seconds", 0.5),
+        ("status_update_seconds", float("nan")),
+        ("status_update_seconds", float("inf")),
+        ("nsfw_charge", "false"),
+        ("nsfw_charge", 1),
+        ("discord_guild_id", 0),
+        ("discord_guild_id", -5),
+        ("discord_guild_id", 2**64),
+    ],
+)
+def test_settings_checks_new_fields_on_direct_construction(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=rf"invalid Settings: {field} must be "):
+        Settings(
+            discord_token=Secret(TOKEN),
+            wavespeed_api_key=Secret(API_KEY),
+            **{field: value},  # type: ignore[arg-type]
+        )
+
+
+def test_settings_accepts_new_fields_at_their_bounds() -> None:
+    settings = Settings(
+        discord_token=Secret(TOKEN),
+        wavespeed_api_key=Secret(API_KEY),
+        max_video_bytes=1,
+        max_audio_bytes=1,
+        max_prompt_chars=6000,
+        status_update_seconds=1,
+        nsfw_charge=True,
+        discord_guild_id=2**64 - 1,
+    )
+    assert settings.max_prompt_chars == 6000
+    assert settings.discord_guild_id == 2**64 - 1
+
+
 # --- .env handling ----------------------------------------------------------------------
 
 
@@ -435,18 +612,18 @@ def test_env_example_documents_every_setting_with_the_real_defaults(tmp_path: Pa
     text = (REPO / ".env.example").read_text(encoding="utf-8")
     assignments = re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", text, flags=re.MULTILINE)
     names = [name for name, _ in assignments]
-    assert set(names) == set(SETTINGS_VARIABLES)
-    assert len(names) == len(set(names))
+    assert names == list(SETTINGS_VARIABLES)  # each once, in the same order
     for name in SETTINGS_VARIABLES:
         assert re.search(rf"^# .*\S.*\n(# .*\n)*#? ?{name}=", text, flags=re.MULTILINE), name
     # The secrets are left empty; everything else is commented out and shows the default,
-    # except DISCORD_API_BASE_URL whose line is an example of a value (its default is unset).
+    # except DISCORD_API_BASE_URL and DISCORD_GUILD_ID, whose lines are examples of a value
+    # (their default is unset).
     assert re.search(r"^DISCORD_TOKEN=$", text, flags=re.MULTILINE)
     assert re.search(r"^WAVESPEED_API_KEY=$", text, flags=re.MULTILINE)
     uncommented = "\n".join(
         f"{name}={value}"
         for name, value in assignments
-        if name not in (*REQUIRED, "DISCORD_API_BASE_URL")
+        if name not in (*REQUIRED, "DISCORD_API_BASE_URL", "DISCORD_GUILD_ID")
     )
     env_file = write_env(tmp_path / ".env", uncommented + "\n")
     assert load(REQUIRED, env_file) == load(REQUIRED)
@@ -455,6 +632,41 @@ def test_env_example_documents_every_setting_with_the_real_defaults(tmp_path: Pa
     assert [p.split(" ", 1)[0] for p in problems_of({}, copy).problems] == list(REQUIRED)
     for level in LOG_LEVELS:
         assert level in text
+    for word in BOOLEAN_WORDS:
+        assert re.search(rf"\b{word}\b", text), word
+    # The example values of the unset settings are valid.
+    examples = dict(assignments)
+    settings = load(
+        {
+            **REQUIRED,
+            "DISCORD_API_BASE_URL": examples["DISCORD_API_BASE_URL"],
+            "DISCORD_GUILD_ID": examples["DISCORD_GUILD_ID"],
+        }
+    )
+    assert settings.discord_guild_id is not None
+
+
+def _readme_settings_table() -> list[tuple[str, str]]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]*) \|", section, flags=re.MULTILINE)
+
+
+def test_readme_table_lists_every_setting_with_the_real_defaults() -> None:
+    rows = _readme_settings_table()
+    assert [name for name, _ in rows] == list(SETTINGS_VARIABLES)
+    example = (REPO / ".env.example").read_text(encoding="utf-8")
+    commented_defaults = dict(re.findall(r"^# ([A-Z][A-Z0-9_]*)=(.*)$", example, re.MULTILINE))
+    for name, default in rows:
+        if name in REQUIRED:
+            assert default == "(required)", name
+        elif name in ("DISCORD_API_BASE_URL", "DISCORD_GUILD_ID"):
+            assert default.startswith("unset"), name
+        else:
+            # The README shows the same default as the commented-out line of .env.example.
+            shown = re.match(r"`([^`]*)`", default)
+            assert shown is not None, name
+            assert shown.group(1) == commented_defaults[name], name
 
 
 # --- bot.main() -------------------------------------------------------------------------

@@ -266,6 +266,40 @@ async def test_nsfw_flag_reaches_the_delivery(h: Harness) -> None:
     assert h.delivery.posts[0].nsfw is True
 
 
+@pytest.mark.parametrize("charge", [True, False])
+async def test_withheld_nsfw_clip_is_charged_only_if_the_operator_says_so(
+    h: Harness, charge: bool
+) -> None:
+    await h.grant(ALICE, 500)
+    h.delivery.withhold_nsfw = charge
+    h.fake.queue_tasks(TaskBehaviour.nsfw())
+    job = await h.create(ALICE)
+    done = await h.wait_finished(job.id)
+    assert h.delivery.posts == []
+    if charge:
+        assert done.state is JobState.DELIVERED
+        assert done.delivery == {"notice": True, "withheld": "flagged NSFW"}
+        assert await h.money_rows(job.id) == ["reserve", "capture"]
+        assert await h.balance(ALICE) == (400, 0)
+    else:
+        assert (done.state, done.failure_code) == (JobState.FAILED, "withheld")
+        assert await h.money_rows(job.id) == ["reserve", "release"]
+        assert await h.balance(ALICE) == (500, 0)
+        assert h.delivery.finished == [(job.id, JobState.FAILED, done.failure_detail)]
+    await h.assert_books_balance()
+
+
+async def test_a_job_created_unqueued_waits_for_enqueue(h: Harness) -> None:
+    await h.grant(ALICE, 500)
+    job = await h.engine.create_job(guild_id=GUILD, channel_id=5, user_id=ALICE,
+                                    request=request(), enqueue=False)
+    await asyncio.sleep(0.2)
+    assert h.fake.submissions == [] and h.engine.queue_position(job.id) is None
+    assert await h.balance(ALICE) == (400, 100)  # held all the same
+    h.engine.enqueue(job)
+    await assert_delivered_once(h, job.id)
+
+
 async def test_transient_delivery_failure_is_retried_once_posted(h: Harness) -> None:
     await h.grant(ALICE, 500)
     h.delivery.failures.append(DeliveryError("discord 503"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.bot_state import BotState
 from storage.database import Database, MigrationError, load_migrations, split_statements
 from tests.conftest import ALICE, GUILD
 
@@ -116,3 +117,19 @@ async def test_balance_check_constraint_backs_up_the_code(db: Database) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         async with db.transaction() as conn:
             await conn.execute("UPDATE accounts SET balance = -1")
+
+
+async def test_bot_state_survives_reopening(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    try:
+        state = BotState(db)
+        assert await state.get("tree") is None
+        await state.set("tree", "abc")
+        await state.set("tree", "def")
+    finally:
+        await db.close()
+    db = await Database.open(db_path)
+    try:
+        assert await BotState(db).get("tree") == "def"
+    finally:
+        await db.close()

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from engine.delivery import Clip, DeliveryError
+from engine.delivery import Clip, DeliveryError, DeliveryWithheld
 from storage.jobs import Job, JobState
 
 
@@ -33,6 +33,7 @@ class RecordingDelivery:
         self.hold_before_post: asyncio.Event | None = None
         self.hold_after_post: asyncio.Event | None = None
         self.deliver_calls = 0
+        self.withhold_nsfw: bool | None = None      # set: NSFW clips are withheld, charged?
         self._changed = asyncio.Condition()
 
     async def deliver(self, job: Job, clip: Clip) -> dict[str, Any]:
@@ -41,6 +42,9 @@ class RecordingDelivery:
             raise self.failures.pop(0)
         if self.hold_before_post is not None:
             await self.hold_before_post.wait()
+        if clip.nsfw and self.withhold_nsfw is not None:
+            raise DeliveryWithheld("flagged NSFW", charge=self.withhold_nsfw,
+                                   receipt={"notice": True})
         data = clip.path.read_bytes() if clip.path is not None else None
         receipt = {"message_id": 900_000 + len(self.posts), "attached": data is not None}
         self.posts.append(Post(job.id, clip.url, data, clip.nsfw, receipt))

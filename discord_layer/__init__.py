@@ -1,0 +1,1 @@
+"""The Discord side of the bot: everything here may import discord.py; the core may not."""

@@ -1,0 +1,34 @@
+"""What the cogs are given: the core's stores and engine, and the settings they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from discord.ext import commands
+
+from config import Settings
+from discord_layer.status import StatusBoard
+from engine.engine import JobEngine
+from engine.input_rules import InputLimits
+from engine.pricing import PriceTable
+from storage.credits import CreditStore
+from storage.jobs import JobStore
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    prices: PriceTable
+    credits: CreditStore
+    jobs: JobStore
+    engine: JobEngine
+    board: StatusBoard
+    input_limits: InputLimits
+
+
+def services_of(bot: commands.Bot) -> Services:
+    """The bot's services; the composition root (bot.py) sets `bot.services`."""
+    services = getattr(bot, "services", None)
+    if not isinstance(services, Services):
+        raise RuntimeError("the bot has no services: build it with bot.Ref2VideoBot")
+    return services

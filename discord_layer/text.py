@@ -1,0 +1,62 @@
+"""Rendering user-supplied text safely: quoted, markdown-escaped, mention-defused, sized.
+
+Escaping is the second line of defence; the first is that every message the bot sends uses
+`NO_PINGS` or `only_pinging(user)` as its allowed_mentions.
+"""
+
+from __future__ import annotations
+
+import discord
+
+from wavespeed.models import GenerationRequest
+
+NO_PINGS = discord.AllowedMentions.none()
+
+SIZE_LABELS: dict[str, str] = {
+    "1280*720": "720p landscape 1280x720",
+    "720*1280": "720p portrait 720x1280",
+    "1920*1080": "1080p landscape 1920x1080",
+    "1080*1920": "1080p portrait 1080x1920",
+}
+
+
+def only_pinging(user_id: int) -> discord.AllowedMentions:
+    """Ping the requester and no one else, whatever the text contains."""
+    return discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
+                                   users=[discord.Object(user_id)])
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def quote(text: str, limit: int) -> str:
+    """`text` as a Markdown block quote that its own markdown and mentions cannot escape."""
+    safe = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    lines = shorten(safe, limit - 2 * (safe.count("\n") + 1)).splitlines() or [""]
+    return "\n".join(f"> {line}" for line in lines)
+
+
+def thread_name(job_id: int, prompt: str) -> str:
+    """1-100 characters, one line, no markdown needed (names are shown as plain text)."""
+    flat = " ".join(prompt.split())
+    return shorten(f"#{job_id} {flat}", 100)
+
+
+def describe_settings(request: GenerationRequest) -> str:
+    seed = "random" if request.seed == -1 else str(request.seed)
+    expansion = "on" if request.enable_prompt_expansion else "off"
+    refs = f"{len(request.videos)} video{'s' if len(request.videos) > 1 else ''}"
+    if request.audio:
+        refs += " + audio"
+    return (f"{SIZE_LABELS.get(request.size, request.size)} · {request.duration} s · "
+            f"{request.shot_type} shot · prompt expansion {expansion} · seed {seed} · {refs}")
+
+
+def credits_text(amount: int, usd: float) -> str:
+    return f"{amount:,} credit{'s' if amount != 1 else ''} (${usd:,.2f})"
+
+
+def timestamp(unix: float, style: str = "R") -> str:
+    """A Discord timestamp, which each reader's client renders (and keeps current) itself."""
+    return f"<t:{int(unix)}:{style}>"

@@ -1,0 +1,71 @@
+"""What a generation request may contain, checked before anything is charged.
+
+Pure functions over plain values (file name, declared content type, size, text), so the
+Discord layer and the tests share one set of rules and one set of messages. Every message
+names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".webm", ".m4v", ".mkv"})
+AUDIO_EXTENSIONS = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"})
+
+
+class InputError(ValueError):
+    """A request that must not be submitted; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_video_bytes: int
+    max_audio_bytes: int
+    max_prompt_chars: int
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def check_media(
+    option: str, kind: str, filename: str, content_type: str | None, size: int, limit: int
+) -> None:
+    """`kind` is 'video' or 'audio'. Both the content type Discord reports and the file
+    extension must say so: either alone is easy to get wrong by accident."""
+    extensions = VIDEO_EXTENSIONS if kind == "video" else AUDIO_EXTENSIONS
+    suffix = PurePosixPath(filename.lower()).suffix
+    declared = (content_type or "").split(";")[0].strip().lower()
+    if not declared.startswith(f"{kind}/") or suffix not in extensions:
+        allowed = ", ".join(sorted(e.lstrip(".") for e in extensions))
+        raise InputError(
+            f"`{option}` must be {'a video' if kind == 'video' else 'an audio file'} "
+            f"({allowed}), but `{_safe_name(filename)}` is "
+            f"{declared or 'of unknown type'}. Attach a {kind} file instead."
+        )
+    if size > limit:
+        raise InputError(
+            f"`{option}` is {_mib(size)}; the limit is {_mib(limit)}. "
+            f"Trim or compress `{_safe_name(filename)}` and try again."
+        )
+    if size <= 0:
+        raise InputError(f"`{option}` (`{_safe_name(filename)}`) is empty. Attach the file again.")
+
+
+def check_text(option: str, text: str | None, limit: int, *, required: bool) -> None:
+    if text is None or not text.strip():
+        if required:
+            raise InputError(f"`{option}` is empty. Describe the clip you want.")
+        return
+    if len(text) > limit:
+        raise InputError(
+            f"`{option}` is {len(text)} characters; the limit is {limit}. Shorten it and "
+            "try again."
+        )
+
+
+def _safe_name(filename: str) -> str:
+    """A file name fit to show inside `code`: no backticks, no line breaks, not too long."""
+    cleaned = "".join(ch for ch in filename if ch.isprintable() and ch != "`")
+    return cleaned[:80] or "the file"
