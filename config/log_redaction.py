@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 # /webhooks/{application id}/{token} and /interactions/{id}/{token}
 _URL_TOKENS = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._\-]{20,}")
+# "token": "..." in payloads discord.py logs at DEBUG (every INTERACTION_CREATE has one)
+_FIELD_TOKENS = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
 
 
 class RedactingFilter(logging.Filter):
@@ -23,6 +25,7 @@ class RedactingFilter(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
+        text = _FIELD_TOKENS.sub(r"\1[token]", text)
         return _URL_TOKENS.sub(r"\1[token]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

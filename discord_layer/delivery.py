@@ -59,8 +59,12 @@ class DiscordDelivery:
             body = f"\n{quote(job.request.prompt, 1500)}"
             file = discord.File(clip.path, filename=f"ref2video-{job.id}.mp4",
                                 spoiler=clip.nsfw)
-            message = await self._send(target, head + body + tail, job, file=file)
-            return {"channel_id": target.id, "message_id": message.id, "attached": True}
+            try:
+                message = await self._send(target, head + body + tail, job, file=file)
+                return {"channel_id": target.id, "message_id": message.id, "attached": True}
+            except _TooLarge:
+                # The real limit can be below what discord.py derives from the boost tier.
+                log.info("job %d: upload refused as too large; sending the link", job.id)
         size = f"{clip.size / 1024 / 1024:.1f} MB" if clip.size else "too large"
         note = (f"\nThe video ({size}) is over this server's {limit / 1024 / 1024:.0f} MB upload "
                 f"limit, so here is WaveSpeed's link. It expires within a day: save it soon.\n"
@@ -131,7 +135,9 @@ class DiscordDelivery:
         except discord.NotFound:
             raise DeliveryError("the channel no longer exists", permanent=True) from None
         except discord.HTTPException as exc:
-            # 413 and friends will not fix themselves; 5xx might.
+            if exc.status == 413:
+                raise _TooLarge from None
+            # 4xx will not fix itself; 5xx might.
             permanent = exc.status < 500
             raise DeliveryError(f"Discord refused the message ({exc.status} {exc.code})",
                                 permanent=permanent) from None
@@ -159,6 +165,11 @@ class DiscordDelivery:
             raise DeliveryError("the job's channel is not one the bot can post in",
                                 permanent=True)
         return channel
+
+
+class _TooLarge(DeliveryError):
+    def __init__(self) -> None:
+        super().__init__("the file is over the upload limit", permanent=True)
 
 
 def _age_restricted(channel: Any) -> bool:

@@ -37,8 +37,11 @@ def test_secrets_in_messages_and_args_are_redacted(captured: io.StringIO) -> Non
     log.debug("POST https://discord.com/api/v10/webhooks/123/%s?wait=1", "a" * 60)
     log.info("login with %s and key %s", TOKEN, KEY)
     log.warning("interaction callback /interactions/987654321/%s/callback failed", "b" * 70)
+    log.debug("WebSocket Event: %s", {"t": "INTERACTION_CREATE", "d": {"token": "c" * 80}})
+    log.debug('{"id": "1", "token": "%s"}', "d" * 80)
     text = captured.getvalue()
     assert TOKEN not in text and KEY not in text
+    assert "c" * 80 not in text and "d" * 80 not in text and "'token': '[token]'" in text
     assert "a" * 60 not in text and "b" * 70 not in text
     assert "/webhooks/123/[token]" in text and "/interactions/987654321/[token]" in text
 

@@ -1,0 +1,186 @@
+"""The whole bot on real parts: the Discord emulator and the fake WaveSpeed on 127.0.0.1,
+a SQLite file, and the real `Ref2VideoBot` with the unmodified discord.py client.
+
+`BotWorld` runs the bot inside the test's event loop (fast, and its state is inspectable);
+`BotProcess` runs `bot.py` as a child process, so a test can kill it like a crash would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot import Ref2VideoBot, engine_limits
+from config import Secret, Settings
+from discord_layer.api_base import use_api_base
+from discord_layer.services import Services
+from engine.engine import EngineLimits
+from storage.database import Database
+from tests.fakes.discord import DiscordEmulator
+from tests.fakes.wavespeed import FakeWaveSpeed
+from tests.harness import FAST_RETRY, wait_for
+from wavespeed.client import WaveSpeedClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWaveSpeed,
+                   **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "discord_token": Secret(discord.bot_token),
+        "wavespeed_api_key": Secret(wavespeed.api_key),
+        "wavespeed_base_url": wavespeed.base_url,
+        "discord_api_base_url": discord.api_base,
+        "database_path": tmp_path / "bot.sqlite3",
+        "wavespeed_submits_per_minute": 1000,
+        "poll_interval_seconds": 0.02,
+        "status_update_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def fast_limits(settings: Settings) -> EngineLimits:
+    return dataclasses.replace(engine_limits(settings), requeue_delay=0.05, retry_delay=0.02,
+                               resume_delay=0.05)
+
+
+class BotWorld:
+    def __init__(self, tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWaveSpeed,
+                 **overrides: Any) -> None:
+        self.settings = world_settings(tmp_path, discord, wavespeed, **overrides)
+        self.tmp_path = tmp_path
+        self.discord = discord
+        self.wavespeed = wavespeed
+        self.db: Database
+        self.bot: Ref2VideoBot
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def services(self) -> Services:
+        assert self.bot.services is not None
+        return self.bot.services
+
+    async def start(self) -> None:
+        use_api_base(self.settings.discord_api_base_url)
+        self.db = await Database.open(self.settings.database_path)
+        self._session = aiohttp.ClientSession()
+        client = WaveSpeedClient(self._session, self.wavespeed.api_key,
+                                 self.wavespeed.base_url, retry=FAST_RETRY,
+                                 request_timeout=2.0)
+        self.bot = Ref2VideoBot(self.settings, self.db, client,
+                                limits=fast_limits(self.settings),
+                                workdir=self.tmp_path / "work", guild_ready_timeout=0.1)
+        await self.bot.login(self.settings.discord_token.reveal())
+        self._runner = asyncio.create_task(self.bot.connect(reconnect=False))
+        await asyncio.wait_for(self.bot.wait_until_engine_started(), timeout=10)
+
+    async def stop(self) -> None:
+        await self.bot.close()
+        if self._runner is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._runner, timeout=5)
+        if self._session is not None:
+            await self._session.close()
+        await self.db.close()
+        use_api_base(None)
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def balance(self, guild_id: int, user_id: int) -> tuple[int, int]:
+        b = await self.services.credits.balance(guild_id, user_id)
+        return b.available, b.held
+
+    async def ledger_kinds(self, job_id: int) -> list[str]:
+        async with self.db.reading() as conn, conn.execute(
+            "SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)
+        ) as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def ledger_count(self) -> int:
+        async with self.db.reading() as conn, conn.execute("SELECT COUNT(*) FROM ledger") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def wait_job_state(self, job_id: int, *states: str, within: float = 15.0) -> Any:
+        async def probe() -> Any:
+            job = await self.services.jobs.get(job_id)
+            return job if job is not None and job.state.value in states else None
+
+        return await wait_for(probe, within)
+
+
+class BotProcess:
+    """`bot.py` in a child process, configured only through environment variables."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings = settings
+        self.tmp_path = tmp_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log_path = tmp_path / "bot.log"
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        env.update({
+            "DISCORD_TOKEN": s.discord_token.reveal(),
+            "WAVESPEED_API_KEY": s.wavespeed_api_key.reveal(),
+            "WAVESPEED_BASE_URL": s.wavespeed_base_url,
+            "DISCORD_API_BASE_URL": s.discord_api_base_url or "",
+            "DATABASE_PATH": str(s.database_path),
+            "WAVESPEED_SUBMITS_PER_MINUTE": str(s.wavespeed_submits_per_minute),
+            "POLL_INTERVAL_SECONDS": str(s.poll_interval_seconds),
+            "STATUS_UPDATE_SECONDS": str(s.status_update_seconds),
+            "LOG_LEVEL": "DEBUG",
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        # cwd is the temp dir so a developer's .env in the repository is never read.
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "bot.py"), cwd=self.tmp_path, env=self.env(),
+            stdout=log, stderr=log)
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup runs, exactly like a crash or a pulled plug."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def wait(self, within: float = 10.0) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout=within)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await self.wait()
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def restored_discord_base() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        use_api_base(None)

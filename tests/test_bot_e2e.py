@@ -1,0 +1,339 @@
+"""The bot end to end: the Discord emulator sends INTERACTION_CREATE, the real bot answers,
+the fake WaveSpeed runs the task, and the clip (or the refund) shows up in the emulator's
+record. Assertions are on what Discord and WaveSpeed saw and on the books."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.bot_world import BotWorld
+from tests.fakes.discord import Channel, DiscordEmulator, Guild, Member, MessageRecord, Perm
+from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
+from tests.harness import wait_for
+from tests.media import make_mp4
+
+MP4 = make_mp4()
+
+
+@dataclass
+class Scene:
+    world: BotWorld
+    emu: DiscordEmulator
+    wavespeed: FakeWaveSpeed
+    guild: Guild
+    channel: Channel
+    admin: Member
+    alice: Member
+    bob: Member
+
+    def video(self, name: str = "ref.mp4", data: bytes = MP4,
+              content_type: str = "video/mp4") -> dict[str, Any]:
+        return self.emu.add_attachment(name, data, content_type)
+
+    async def grant(self, member: Member, amount: int) -> None:
+        rec = await self.emu.invoke("credits", subcommand="grant", user=self.admin,
+                                    channel=self.channel,
+                                    options={"user": member, "amount": amount})
+        reply = await rec.wait_response()
+        assert "Granted" in reply.content, reply.content
+
+    async def generate(self, member: Member, prompt: str = "a cat surfing a wave",
+                       **options: Any) -> MessageRecord:
+        """Run /ref2video and return its (private) answer."""
+        options.setdefault("video", self.video())
+        rec = await self.emu.invoke("ref2video", user=member, channel=self.channel,
+                                    options={"prompt": prompt, **options})
+        await rec.wait_acked()
+        assert rec.acked_at is not None and rec.acked_at < 3.0 and not rec.late
+        assert rec.ephemeral
+        return await rec.wait_response(within=10.0)
+
+    def thread_messages(self) -> list[MessageRecord]:
+        return [m for t in self.emu.threads for m in self.emu.channel_messages(t.id)]
+
+
+async def make_scene(tmp_path: Path, emu: DiscordEmulator, wavespeed: FakeWaveSpeed,
+                     **settings: Any) -> Scene:
+    guild = emu.add_guild("Clip Club")
+    channel = guild.add_text_channel("clips")
+    admin = guild.add_member(None, "mod", permissions=Perm.ALL)
+    alice = guild.add_member(None, "alice")
+    bob = guild.add_member(None, "bob")
+    world = BotWorld(tmp_path, emu, wavespeed, **settings)
+    await world.start()
+    return Scene(world, emu, wavespeed, guild, channel, admin, alice, bob)
+
+
+@pytest.fixture
+async def scene(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Scene]:
+    settings = getattr(request, "param", {})
+    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
+                                                       complete_after=0.1) as wavespeed:
+        s = await make_scene(tmp_path, emu, wavespeed, **settings)
+        try:
+            yield s
+        finally:
+            await s.world.stop()
+            assert emu.internal_errors == []
+
+
+async def job_done(s: Scene, job_id: int, state: str = "delivered") -> Any:
+    return await s.world.wait_job_state(job_id, state, within=15.0)
+
+
+async def audit_clean(s: Scene) -> None:
+    from storage.credits import audit
+
+    assert await audit(s.world.db) == []
+
+
+# ---- the happy path -------------------------------------------------------------------------
+
+async def test_grant_then_generate_delivers_the_clip_into_a_thread(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    video = s.video()
+    reply = await s.generate(s.alice, "two dancers on a pier", video=video, size="720*1280",
+                             duration=10, shot_type="multi", prompt_expansion=True, seed=42,
+                             negative_prompt="blurry")
+    assert "Job #1 is queued" in reply.content and "150 credits" in reply.content
+    job = await job_done(s, 1)
+
+    [submitted] = s.wavespeed.submissions
+    assert submitted.body == {
+        "videos": [video["url"]], "prompt": "two dancers on a pier",
+        "negative_prompt": "blurry", "size": "720*1280", "duration": 10,
+        "shot_type": "multi", "enable_prompt_expansion": True, "seed": 42,
+    }
+    [thread] = s.emu.threads
+    assert thread.parent_id == s.channel.id and thread.name.startswith("#1 two dancers")
+    clip = await s.emu.wait_for(lambda: [m for m in s.emu.channel_messages(thread.id)
+                                         if m.attachments])
+    [attachment] = clip[0].attachments
+    assert attachment.filename == "ref2video-1.mp4" and attachment.data[4:8] == b"ftyp"
+    assert f"<@{s.alice.id}>" in clip[0].content
+    assert s.emu.mentions_pinged(clip[0]) == {f"user:{s.alice.id}"}
+
+    assert await s.world.balance(s.guild.id, s.alice.id) == (350, 0)
+    assert await s.world.ledger_kinds(job.id) == ["reserve", "capture"]
+    await audit_clean(s)
+
+    # The status message ends up saying so, and /jobs list links the thread.
+    status = s.emu.message(thread.starter_message_id or 0)
+    await s.emu.wait_for(lambda: "Delivered" in status.embeds[0]["description"], within=5.0)
+    listing = await s.emu.invoke("jobs", subcommand="list", user=s.alice, channel=s.channel)
+    shown = await listing.wait_response()
+    assert "#1" in shown.embeds[0]["description"] and str(thread.id) in shown.embeds[0][
+        "description"]
+
+
+async def test_two_videos_and_audio_reach_wavespeed_in_order(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    first, second = s.video("a.mp4"), s.video("b.mov", content_type="video/quicktime")
+    audio = s.emu.add_attachment("song.mp3", b"ID3" + bytes(500), "audio/mpeg")
+    await s.generate(s.alice, video=first, video2=second, audio=audio)
+    await job_done(s, 1)
+    [submitted] = s.wavespeed.submissions
+    assert submitted.body["videos"] == [first["url"], second["url"]]
+    assert submitted.body["audio"] == audio["url"]
+
+
+# ---- bad input costs nothing ---------------------------------------------------------------
+
+BAD_INPUTS = [
+    ("no credits", {}, "costs 100 credits"),
+    ("png as video", {"video": ("cat.png", b"\x89PNG" + bytes(100), "image/png")},
+     "must be a video"),
+    ("oversize", {"video": ("big.mp4", MP4 + bytes(60_000), "video/mp4")}, "the limit is"),
+    ("long prompt", {"prompt": "x" * 51}, "the limit is 50"),
+]
+
+
+@pytest.mark.parametrize("scene", [{"max_video_bytes": 50_000, "max_prompt_chars": 50}],
+                         indirect=True)
+@pytest.mark.parametrize(("case", "options", "words"), BAD_INPUTS,
+                         ids=[c[0] for c in BAD_INPUTS])
+async def test_bad_input_is_refused_privately_and_costs_nothing(
+    scene: Scene, case: str, options: dict[str, Any], words: str
+) -> None:
+    s = scene
+    if case != "no credits":
+        await s.grant(s.alice, 500)
+    before = await s.world.ledger_count()
+    opts = dict(options)
+    if "video" in opts:
+        name, data, kind = opts["video"]
+        opts["video"] = s.video(name, data, kind)
+    reply = await s.generate(s.alice, **({"prompt": "a cat"} | opts))
+    assert reply.ephemeral and words in reply.content, reply.content
+    assert "Traceback" not in reply.content
+    await asyncio.sleep(0.2)
+    assert s.wavespeed.submissions == []
+    assert await s.world.ledger_count() == before
+    assert s.emu.threads == []
+    assert s.emu.channel_messages(s.channel.id, include_ephemeral=False) == []
+
+
+async def test_members_without_manage_server_cannot_grant(scene: Scene) -> None:
+    s = scene
+    rec = await s.emu.invoke("credits", subcommand="grant", user=s.alice, channel=s.channel,
+                             options={"user": s.alice, "amount": 1000})
+    reply = await rec.wait_response()
+    assert reply.ephemeral and "Manage Server" in reply.content
+    assert await s.world.ledger_count() == 0
+    assert await s.world.balance(s.guild.id, s.alice.id) == (0, 0)
+
+
+# ---- failures are refunded -----------------------------------------------------------------
+
+async def test_failed_task_is_explained_in_the_thread_and_refunded(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.fail("content policy violation"))
+    await s.generate(s.alice)
+    job = await job_done(s, 1, "failed")
+    notices = await s.emu.wait_for(
+        lambda: [m for m in s.thread_messages() if "failed" in m.content])
+    assert "content policy violation" in notices[0].content and "refunded" in notices[0].content
+    assert s.world.settings.wavespeed_api_key.reveal() not in notices[0].content
+    assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
+    assert await s.world.ledger_kinds(job.id) == ["reserve", "release"]
+    await audit_clean(s)
+
+
+async def test_output_over_the_upload_limit_is_delivered_as_a_link(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.huge(11 * 1024 * 1024))  # over the 10 MiB default
+    await s.generate(s.alice)
+    job = await job_done(s, 1)
+    [clip] = [m for m in s.thread_messages() if "ready" in m.content]
+    assert clip.attachments == [] and f"/outputs/{job.task_id}.mp4" in clip.content
+    assert await s.world.ledger_kinds(job.id) == ["reserve", "capture"]
+    assert await s.world.balance(s.guild.id, s.alice.id) == (400, 0)
+
+
+# ---- nobody gets pinged by a prompt --------------------------------------------------------
+
+async def test_a_prompt_with_mass_mentions_pings_no_one(scene: Scene) -> None:
+    s = scene
+    role = s.guild.add_role("everyone-ish", mentionable=True)
+    await s.grant(s.alice, 500)
+    prompt = f"@everyone @here <@&{role.id}> <@{s.bob.id}> **bold** ```"
+    await s.generate(s.alice, prompt, negative_prompt="@everyone")
+    await job_done(s, 1)
+    await s.emu.wait_for(lambda: any(m.attachments for m in s.thread_messages()))
+    for message in s.emu.messages:
+        assert message.allowed_mentions is not None  # every message says whom it may ping
+        pinged = s.emu.mentions_pinged(message)
+        assert pinged <= {f"user:{s.alice.id}"}, (message.content, pinged)
+    assert [t.name for t in s.emu.threads] == [f"#1 @everyone @here <@&{role.id}> "
+                                               f"<@{s.bob.id}> **bold** ```"]
+
+
+# ---- cancelling ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scene", [{"wavespeed_max_concurrent": 1}], indirect=True)
+async def test_cancel_a_queued_job_refunds_it(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.never())
+    await s.generate(s.alice, "first")
+    await s.world.wait_job_state(1, "running")
+    await s.generate(s.alice, "second")
+    rec = await s.emu.invoke("jobs", subcommand="cancel", user=s.bob, channel=s.channel,
+                             options={"job": 2})
+    assert "not yours" in (await rec.wait_response()).content
+    rec = await s.emu.invoke("jobs", subcommand="cancel", user=s.alice, channel=s.channel,
+                             options={"job": 2})
+    assert "cancelled" in (await rec.wait_response()).content
+    assert await s.world.ledger_kinds(2) == ["reserve", "release"]
+    assert await s.world.balance(s.guild.id, s.alice.id) == (400, 100)
+    s.wavespeed.finish_task(s.wavespeed.submissions[0].task_id)
+    await job_done(s, 1)
+    assert len(s.wavespeed.submissions) == 1
+
+
+# ---- load ------------------------------------------------------------------------------------
+
+async def test_a_burst_of_50_users_is_acknowledged_in_time(tmp_path: Path) -> None:
+    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.0,
+                                                       complete_after=0.05) as wavespeed:
+        s = await make_scene(tmp_path, emu, wavespeed, wavespeed_max_concurrent=8)
+        try:
+            members = [s.guild.add_member(None, f"user{i}") for i in range(50)]
+            for member in members:
+                await s.world.services.credits.grant(s.guild.id, member.id, 100, actor_id=1)
+            video = s.video()
+            records = [await emu.invoke("ref2video", user=m, channel=s.channel,
+                                        options={"prompt": f"clip {i}", "video": video})
+                       for i, m in enumerate(members)]
+            await wait_for(_all_acked(records), within=5.0)
+            late = [r.acked_at for r in records if r.late or (r.acked_at or 99) >= 3.0]
+            assert late == []
+            for job_id in range(1, 51):
+                await s.world.wait_job_state(job_id, "delivered", within=60.0)
+            assert len(wavespeed.submissions) == 50
+            assert wavespeed.max_running_seen <= 8
+            await audit_clean(s)
+        finally:
+            await s.world.stop()
+
+
+def _all_acked(records: list[Any]) -> Any:
+    async def probe() -> bool:
+        return all(r.acked for r in records)
+
+    return probe
+
+
+# ---- where clips go ----------------------------------------------------------------------
+
+async def test_a_clip_after_the_interaction_token_expired_still_arrives(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.never())
+    await s.generate(s.alice)
+    await s.world.wait_job_state(1, "running")
+    s.emu.expire_tokens()  # 15 minutes pass: the interaction's webhook is dead now
+    s.wavespeed.finish_task(s.wavespeed.submissions[0].task_id)
+    await job_done(s, 1)
+    assert [m for m in s.thread_messages() if m.attachments]
+    assert all(r.status != 401 for r in s.emu.requests)
+
+
+async def test_without_thread_permission_the_clip_goes_to_the_channel(scene: Scene) -> None:
+    s = scene
+    closed = s.guild.add_text_channel("no-threads", bot_can_create_threads=False)
+    await s.grant(s.alice, 500)
+    rec = await s.emu.invoke("ref2video", user=s.alice, channel=closed,
+                             options={"prompt": "a cat", "video": s.video()})
+    await rec.wait_response(within=10.0)
+    await job_done(s, 1)
+    assert s.emu.threads == []
+    posted = s.emu.channel_messages(closed.id, include_ephemeral=False)
+    assert [m for m in posted if m.attachments and f"<@{s.alice.id}>" in m.content]
+    assert await s.world.balance(s.guild.id, s.alice.id) == (400, 0)
+
+
+async def test_in_process_restart_keeps_the_job_and_its_status_message(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.never())
+    await s.generate(s.alice)
+    await s.world.wait_job_state(1, "running")
+    await s.world.restart()
+    s.wavespeed.finish_task(s.wavespeed.submissions[0].task_id)
+    await job_done(s, 1)
+    [thread] = s.emu.threads
+    status = s.emu.message(thread.starter_message_id or 0)
+    await s.emu.wait_for(lambda: "Delivered" in status.embeds[0]["description"], within=5.0)
+    assert len([m for m in s.thread_messages() if m.attachments]) == 1
+    assert len(s.wavespeed.submissions) == 1
