@@ -87,6 +87,12 @@ class DiscordDelivery:
                     if found.group(1) == "withheld":
                         receipt["withheld"] = "nsfw"
                     return receipt
+        except discord.Forbidden:
+            # Without Read Message History we cannot know; a second copy of a clip is
+            # better than a paid clip never shown.
+            log.warning("job %d: cannot read the history of channel %d; posting again",
+                        job.id, target.id)
+            return None
         except discord.HTTPException as exc:
             raise DeliveryError(f"could not read the channel history ({exc.status})") from None
         return None

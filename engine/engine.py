@@ -61,6 +61,7 @@ class EngineLimits:
     delivery_attempts: int = 3
     retry_delay: float = 2.0                # first wait before re-posting or re-notifying
     resume_delay: float = 5.0               # after an unexpected error in a job's task
+    shutdown_grace: float = 10.0            # close() waits this long for submit POSTs in flight
 
 
 class JobEngine:
@@ -85,6 +86,9 @@ class JobEngine:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._posting = 0                   # submit POSTs awaiting their reply
+        self._none_posting = asyncio.Event()
+        self._none_posting.set()
 
     # ---- the front end's view -------------------------------------------------------------
 
@@ -156,7 +160,20 @@ class JobEngine:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
 
     async def close(self) -> None:
-        """Stop all work. Jobs keep their saved state and resume at the next start()."""
+        """Stop all work. Jobs keep their saved state and resume at the next start().
+
+        A submit POST cut off mid-flight would leave its job with an unknown outcome (refunded
+        and flagged), so first stop dispatching and give POSTs already sent `shutdown_grace`
+        seconds to be answered."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        if self._posting and self.limits.shutdown_grace > 0:
+            log.info("waiting up to %.0fs for %d submit(s) in flight",
+                     self.limits.shutdown_grace, self._posting)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_posting.wait(), self.limits.shutdown_grace)
         tasks = [*self._tasks, *([self._dispatcher] if self._dispatcher else [])]
         for task in tasks:
             task.cancel()
@@ -217,17 +234,24 @@ class JobEngine:
     async def _submit(self, job: Job) -> None:
         """Send the POST once. Its outcome decides everything; it is never simply re-sent."""
         await self._announce(job)
+        self._posting += 1
+        self._none_posting.clear()
         try:
-            prediction = await self._client.submit(job.request)
-        except WaveSpeedError as exc:
-            await self._submit_refused(job, exc)
-            return
-        except Exception:
-            log.exception("job %d: unexpected error around the submit POST", job.id)
-            await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
-            return
-        running = await self.store.transition(job.id, [S], R, task_id=prediction.id,
-                                              detail=f"task {prediction.id}")
+            try:
+                prediction = await self._client.submit(job.request)
+            except WaveSpeedError as exc:
+                await self._submit_refused(job, exc)
+                return
+            except Exception:
+                log.exception("job %d: unexpected error around the submit POST", job.id)
+                await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
+                return
+            running = await self.store.transition(job.id, [S], R, task_id=prediction.id,
+                                                  detail=f"task {prediction.id}")
+        finally:
+            self._posting -= 1
+            if not self._posting:
+                self._none_posting.set()
         if running is None:
             return
         log.info("job %d submitted as task %s", job.id, prediction.id)

@@ -29,6 +29,7 @@ FAST_LIMITS = EngineLimits(
     user_max_active_jobs=100, poll_interval=0.02, job_timeout=10.0,
     output_max_bytes=1_000_000, max_submit_attempts=3, requeue_delay=0.05,
     delivery_attempts=3, retry_delay=0.02, resume_delay=0.05,
+    shutdown_grace=0.0,  # restart() then behaves like a crash; see the grace test
 )
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 

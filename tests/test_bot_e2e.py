@@ -248,6 +248,9 @@ async def test_cancel_a_queued_job_refunds_it(scene: Scene) -> None:
     await s.generate(s.alice, "first")
     await s.world.wait_job_state(1, "running")
     await s.generate(s.alice, "second")
+    second_status = s.emu.channel_messages(s.channel.id, include_ephemeral=False)[-1]
+    await s.emu.wait_for(lambda: "Queued, position 1" in second_status.embeds[0]["description"],
+                         within=5.0)
     rec = await s.emu.invoke("jobs", subcommand="cancel", user=s.bob, channel=s.channel,
                              options={"job": 2})
     assert "not yours" in (await rec.wait_response()).content
@@ -337,3 +340,61 @@ async def test_in_process_restart_keeps_the_job_and_its_status_message(scene: Sc
     await s.emu.wait_for(lambda: "Delivered" in status.embeds[0]["description"], within=5.0)
     assert len([m for m in s.thread_messages() if m.attachments]) == 1
     assert len(s.wavespeed.submissions) == 1
+
+
+# ---- NSFW outputs ------------------------------------------------------------------------
+
+async def test_a_flagged_clip_is_withheld_in_a_normal_channel_and_refunded(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.nsfw())
+    await s.generate(s.alice)
+    job = await job_done(s, 1, "failed")
+    assert job.failure_code == "withheld"
+    notices = await s.emu.wait_for(
+        lambda: [m for m in s.thread_messages() if "not posted" in m.content])
+    assert "age-restricted" in notices[0].content and "refunded" in notices[0].content
+    assert not any(m.attachments for m in s.thread_messages())
+    assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
+
+
+@pytest.mark.parametrize("scene", [{"nsfw_charge": True}], indirect=True)
+async def test_a_withheld_clip_is_charged_when_the_operator_says_so(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.nsfw())
+    await s.generate(s.alice)
+    job = await job_done(s, 1)
+    assert job.delivery["withheld"]
+    assert [m for m in s.thread_messages() if "were charged" in m.content]
+    assert not any(m.attachments for m in s.thread_messages())
+    assert await s.world.ledger_kinds(1) == ["reserve", "capture"]
+
+
+async def test_a_flagged_clip_is_posted_as_a_spoiler_in_an_age_restricted_channel(
+    scene: Scene
+) -> None:
+    s = scene
+    adults = s.guild.add_text_channel("after-dark", nsfw=True)
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.nsfw())
+    rec = await s.emu.invoke("ref2video", user=s.alice, channel=adults,
+                             options={"prompt": "a cat", "video": s.video()})
+    await rec.wait_response(within=10.0)
+    await job_done(s, 1)
+    [clip] = [m for m in s.thread_messages() if m.attachments]
+    assert clip.attachments[0].filename == "SPOILER_ref2video-1.mp4"
+
+
+# ---- Discord pushing back --------------------------------------------------------------------
+
+async def test_rate_limited_posts_are_retried_and_the_clip_still_arrives_once(
+    scene: Scene
+) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.emu.rate_limit("POST", r"/channels/\d+/messages$", retry_after=0.3, times=2)
+    await s.generate(s.alice)
+    await job_done(s, 1)
+    assert len([m for m in s.thread_messages() if m.attachments]) == 1
+    assert sum(1 for r in s.emu.requests if r.forced) == 2

@@ -77,6 +77,19 @@ async def test_restart_while_submitting_refunds_and_never_resubmits(h: Harness) 
     assert h.delivery.finished[-1][0] == job.id  # the owner was told
 
 
+async def test_a_clean_shutdown_lets_a_submit_in_flight_finish(h: Harness) -> None:
+    await h.grant(ALICE, 500)
+    h.fake.inject("submit", Fault.delay(0.5))
+    job = await h.create(ALICE)
+    await h.wait_state(job.id, JobState.SUBMITTING)
+    await wait_for(lambda: _has_tasks(h.fake), within=5)
+    h.engine.limits = dataclasses.replace(h.limits, shutdown_grace=5.0)
+    await h.restart()
+    await assert_delivered_once(h, job.id)
+    assert not (await h.job(job.id)).needs_reconciliation
+    assert submit_requests(h.fake) == 1
+
+
 async def _has_tasks(fake: FakeWaveSpeed) -> bool:
     return len(fake.tasks) == 1
 
