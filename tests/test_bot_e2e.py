@@ -398,3 +398,39 @@ async def test_rate_limited_posts_are_retried_and_the_clip_still_arrives_once(
     await job_done(s, 1)
     assert len([m for m in s.thread_messages() if m.attachments]) == 1
     assert sum(1 for r in s.emu.requests if r.forced) == 2
+
+
+# ---- the commands are the product's contract ---------------------------------------------
+
+async def test_synced_commands_match_the_documented_names_and_options(scene: Scene) -> None:
+    def options(command: dict[str, Any]) -> list[tuple[str, int, bool]]:
+        return [(o["name"], o["type"], o.get("required", False)) for o in command["options"]]
+
+    def every_description(command: dict[str, Any]) -> list[str]:
+        found = [command["description"]]
+        for option in command.get("options", []):
+            found += every_description(option)
+        return found
+
+    emu = scene.emu
+    generate = emu.command("ref2video")
+    assert generate is not None
+    assert options(generate) == [
+        ("prompt", 3, True), ("video", 11, True), ("video2", 11, False),
+        ("negative_prompt", 3, False), ("audio", 11, False), ("size", 3, False),
+        ("duration", 4, False), ("shot_type", 3, False), ("prompt_expansion", 5, False),
+        ("seed", 4, False)]
+    by_name = {o["name"]: o for o in generate["options"]}
+    assert [(c["name"], c["value"]) for c in by_name["size"]["choices"]] == [
+        ("720p landscape 1280x720", "1280*720"), ("720p portrait 720x1280", "720*1280"),
+        ("1080p landscape 1920x1080", "1920*1080"), ("1080p portrait 1080x1920", "1080*1920")]
+    assert [c["value"] for c in by_name["duration"]["choices"]] == [5, 10]
+    assert (by_name["seed"]["min_value"], by_name["seed"]["max_value"]) == (-1, 2147483647)
+
+    credits, jobs = emu.command("credits"), emu.command("jobs")
+    assert credits is not None and jobs is not None
+    assert sorted(o["name"] for o in credits["options"]) == [
+        "balance", "grant", "history", "prices", "revoke", "set"]
+    assert sorted(o["name"] for o in jobs["options"]) == ["cancel", "list"]
+    for command in (generate, credits, jobs):
+        assert all(d.strip() for d in every_description(command))
