@@ -46,6 +46,7 @@ def _entry_line(entry: LedgerEntry) -> str:
             f"{entry.balance_after:,}")
 
 
+@app_commands.guild_only()  # accounts are per server; in a DM there is none
 class CreditsCog(commands.GroupCog, group_name="credits", group_description="Credits: "
                  "what clips cost, your balance and its history"):
     def __init__(self, services: Services) -> None:
@@ -61,7 +62,6 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
         return interaction.user.id
 
     @app_commands.command(name="balance", description="Show a credit balance")
-    @app_commands.guild_only()
     @app_commands.describe(user="Whose balance (moderators only; default: yours)")
     async def balance(self, interaction: discord.Interaction,
                       user: discord.Member | None = None) -> None:
@@ -74,7 +74,6 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                             f"(${prices.usd(bal.available):,.2f}){held}.")
 
     @app_commands.command(name="history", description="Credit history, newest first")
-    @app_commands.guild_only()
     @app_commands.describe(user="Whose history (moderators only; default: yours)",
                            page="Page number, from 1")
     async def history(self, interaction: discord.Interaction,
@@ -109,7 +108,6 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
         await reply_private(interaction, "\n".join(lines))
 
     @app_commands.command(name="grant", description="Give a member credits (Manage Server)")
-    @app_commands.guild_only()
     @app_commands.describe(user="Who gets them", amount="How many credits",
                            reason="Why (kept in the ledger)")
     async def grant(self, interaction: discord.Interaction, user: discord.Member,
@@ -123,7 +121,6 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                             f"their balance is now {entry.balance_after:,}.")
 
     @app_commands.command(name="revoke", description="Take credits back (Manage Server)")
-    @app_commands.guild_only()
     @app_commands.describe(user="From whom", amount="How many credits",
                            reason="Why (kept in the ledger)")
     async def revoke(self, interaction: discord.Interaction, user: discord.Member,
@@ -144,7 +141,6 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                             f"their balance is now {entry.balance_after:,}.")
 
     @app_commands.command(name="set", description="Set a member's balance (Manage Server)")
-    @app_commands.guild_only()
     @app_commands.describe(user="Whose balance", amount="The new balance in credits",
                            reason="Why (kept in the ledger)")
     async def set_balance(self, interaction: discord.Interaction, user: discord.Member,

@@ -25,6 +25,7 @@ def job_link(job: Job) -> str:
     return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}"
 
 
+@app_commands.guild_only()  # accounts are per server; in a DM there is none
 class JobsCog(commands.GroupCog, group_name="jobs",
               group_description="Your clip jobs: list them, cancel a queued one"):
     def __init__(self, services: Services) -> None:
@@ -32,7 +33,6 @@ class JobsCog(commands.GroupCog, group_name="jobs",
         super().__init__()
 
     @app_commands.command(name="list", description="Your recent jobs")
-    @app_commands.guild_only()
     async def list_jobs(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         s = self.services
@@ -58,7 +58,6 @@ class JobsCog(commands.GroupCog, group_name="jobs",
         await reply_private(interaction, embed=embed)
 
     @app_commands.command(name="cancel", description="Cancel a queued job; it is refunded")
-    @app_commands.guild_only()
     @app_commands.describe(job="The job number (see /jobs list)")
     async def cancel(self, interaction: discord.Interaction,
                      job: app_commands.Range[int, 1, 2**53]) -> None:

@@ -434,3 +434,4 @@ async def test_synced_commands_match_the_documented_names_and_options(scene: Sce
     assert sorted(o["name"] for o in jobs["options"]) == ["cancel", "list"]
     for command in (generate, credits, jobs):
         assert all(d.strip() for d in every_description(command))
+        assert command["contexts"] == [0]  # servers only: credits are per server
