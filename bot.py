@@ -29,11 +29,13 @@ from discord_layer.services import Services
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS
 from discord_layer.tree import ErrorReportingTree
+from engine.admission import Gatekeeper
 from engine.engine import EngineLimits, JobEngine
 from engine.input_rules import InputLimits
 from storage.bot_state import BotState
 from storage.credits import CreditStore
 from storage.database import Database
+from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
 from wavespeed.client import WaveSpeedClient
 
@@ -82,16 +84,22 @@ class Ref2VideoBot(commands.Bot):
             log.info("using the Discord API at %s (gateway %s)", s.discord_api_base_url, url)
         jobs = JobStore(self.db, starting_credits=s.starting_credits)
         credits = CreditStore(self.db, starting_credits=s.starting_credits)
+        guild_settings = GuildSettingsStore(self.db)
         board = StatusBoard(self, s.prices, lambda job_id: engine.queue_position(job_id),
                             min_interval=s.status_update_seconds)
-        delivery = DiscordDelivery(self, board, s.prices, nsfw_charge=s.nsfw_charge)
+        delivery = DiscordDelivery(self, board, s.prices, nsfw_charge=s.nsfw_charge,
+                                   guild_settings=guild_settings)
         engine = JobEngine(jobs, self._wavespeed, delivery, s.prices, self._limits,
                            self._workdir)
         self.services = Services(
             settings=s, prices=s.prices, credits=credits, jobs=jobs, engine=engine, board=board,
             input_limits=InputLimits(max_video_bytes=s.max_video_bytes,
                                      max_audio_bytes=s.max_audio_bytes,
-                                     max_prompt_chars=s.max_prompt_chars))
+                                     max_prompt_chars=s.max_prompt_chars),
+            guild_settings=guild_settings, db=self.db,
+            gatekeeper=Gatekeeper(self.db, guild_settings, s.prices,
+                                  starting_credits=s.starting_credits,
+                                  bot_max_active=s.user_max_active_jobs))
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()

@@ -15,6 +15,7 @@ from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.status import status_embed
 from discord_layer.text import NO_PINGS, SIZE_LABELS, credits_text, thread_name
+from engine.admission import Requester
 from engine.input_rules import InputError, check_media, check_text
 from storage.credits import InsufficientCreditsError
 from storage.jobs import Job
@@ -89,10 +90,16 @@ class GenerateCog(commands.Cog):
             audio=audio.url if audio else None, size=size, duration=duration,
             shot_type=shot_type, enable_prompt_expansion=prompt_expansion, seed=seed)
         price = s.prices.credits_for(size, duration)
+        member = interaction.user
+        who = Requester(
+            guild_id=interaction.guild_id, user_id=member.id, channel_id=channel.id,
+            parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
+            role_ids=frozenset(r.id for r in getattr(member, "roles", ())))
         try:
-            job = await s.engine.create_job(
-                guild_id=interaction.guild_id, channel_id=channel.id,
-                user_id=interaction.user.id, request=request, enqueue=False)
+            async with s.gatekeeper.admitting(who, request) as admission:
+                job = await s.engine.create_job(
+                    guild_id=interaction.guild_id, channel_id=channel.id, user_id=member.id,
+                    request=request, enqueue=False, max_active=admission.max_active)
         except InsufficientCreditsError as exc:
             raise InputError(
                 f"This clip costs {credits_text(price, s.prices.usd(price))}, and you have "

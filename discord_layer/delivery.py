@@ -19,7 +19,9 @@ import discord
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS, credits_text, only_pinging, quote
 from engine.delivery import Clip, DeliveryError, DeliveryWithheld
+from engine.policy import nsfw_action, nsfw_charged
 from engine.pricing import PriceTable
+from storage.guild_settings import GuildSettings, GuildSettingsStore
 from storage.jobs import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -38,20 +40,21 @@ def marker(job_id: int, what: str) -> str:
 class DiscordDelivery:
     def __init__(
         self, client: discord.Client, board: StatusBoard, prices: PriceTable, *,
-        nsfw_charge: bool,
+        nsfw_charge: bool, guild_settings: GuildSettingsStore | None = None,
     ) -> None:
         self._client = client
         self._board = board
         self._prices = prices
         self._nsfw_charge = nsfw_charge
+        self._guild_settings = guild_settings
 
     # ---- the Delivery protocol ------------------------------------------------------------
 
     async def deliver(self, job: Job, clip: Clip) -> dict[str, Any]:
         target = await self._target(job)
         origin = await self._channel(job.channel_id)
-        if clip.nsfw and not _age_restricted(origin):
-            await self._withhold(job, target)
+        if clip.nsfw:
+            await self._check_nsfw(job, target, _age_restricted(origin))
         limit = target.guild.filesize_limit
         head = f"<@{job.user_id}> your clip is ready."
         tail = f"\n{marker(job.id, 'delivered')}"
@@ -113,9 +116,16 @@ class DiscordDelivery:
 
     # ---- plumbing -------------------------------------------------------------------------
 
-    async def _withhold(self, job: Job, target: Postable) -> None:
-        reason = ("WaveSpeed flagged it as NSFW, and this channel is not age-restricted")
-        if not self._nsfw_charge:
+    async def _check_nsfw(self, job: Job, target: Postable, age_restricted: bool) -> None:
+        """Return to post a flagged clip (as a spoiler); raise DeliveryWithheld otherwise."""
+        settings = (await self._guild_settings.get(job.guild_id)
+                    if self._guild_settings is not None else GuildSettings(job.guild_id))
+        if nsfw_action(settings, age_restricted=age_restricted) == "spoiler":
+            return
+        reason = ("WaveSpeed flagged it as NSFW, and this channel is not age-restricted"
+                  if not age_restricted else
+                  "WaveSpeed flagged it as NSFW, and this server does not post flagged clips")
+        if not nsfw_charged(settings, self._nsfw_charge):
             raise DeliveryWithheld(reason, charge=False)
         cost = credits_text(job.price, self._prices.usd(job.price))
         text = (f"<@{job.user_id}> job #{job.id} finished, but the clip was not posted: "
@@ -123,8 +133,7 @@ class DiscordDelivery:
                 f"{marker(job.id, 'withheld')}")
         message = await self._send(target, text, job)
         raise DeliveryWithheld(reason, charge=True,
-                               receipt={"channel_id": target.id,
-                                        "message_id": message.id})
+                               receipt={"channel_id": target.id, "message_id": message.id})
 
     async def _send(
         self, target: Postable, content: str, job: Job, *,

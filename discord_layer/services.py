@@ -8,10 +8,13 @@ from discord.ext import commands
 
 from config import Settings
 from discord_layer.status import StatusBoard
+from engine.admission import Gatekeeper
 from engine.engine import JobEngine
 from engine.input_rules import InputLimits
 from engine.pricing import PriceTable
 from storage.credits import CreditStore
+from storage.database import Database
+from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
 
 
@@ -24,6 +27,9 @@ class Services:
     engine: JobEngine
     board: StatusBoard
     input_limits: InputLimits
+    guild_settings: GuildSettingsStore
+    db: Database
+    gatekeeper: Gatekeeper
 
 
 def services_of(bot: commands.Bot) -> Services:

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from discord_layer.replies import reply_private
+from engine.admission import Refused
 from engine.input_rules import InputError
 from storage.credits import CreditError
 from storage.jobs import JobLimitError
@@ -28,9 +29,12 @@ def user_message(error: BaseException) -> str | None:
         return "This command only works in a server channel."
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, Refused):
+        message = error.refusal.message
+        return message if "charged" in message else f"{message} Nothing was charged."
     if isinstance(error, app_commands.TransformerError):
         return f"`{error.value}` is not a valid value here."
-    if isinstance(error, InputError | CreditError):
+    if isinstance(error, InputError | CreditError | Refused):
         return str(error)
     if isinstance(error, JobLimitError):
         return (f"You already have {error.active} unfinished jobs, the most allowed at once. "

@@ -95,6 +95,7 @@ class JobEngine:
     async def create_job(
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
         context: dict[str, Any] | None = None, enqueue: bool = True,
+        max_active: int | None = None,
     ) -> Job:
         """Reserve the price and queue the job. Raises InsufficientCreditsError or
         JobLimitError, in which case nothing was charged or queued.
@@ -105,7 +106,8 @@ class JobEngine:
         price = self.prices.credits_for(request.size, request.duration)
         job = await self.store.create(
             guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=request,
-            price=price, max_active=self.limits.user_max_active_jobs, context=context)
+            price=price, max_active=max_active or self.limits.user_max_active_jobs,
+            context=context)
         log.info("job %d created for user %d (price %d)", job.id, user_id, price)
         if enqueue:
             self._queue.push(job.user_key, job.id)

@@ -1,0 +1,123 @@
+"""A server's rules applied to /ref2video end to end: each refusal is private, names the
+reason and what would work, and charges and submits nothing. Allowances are granted lazily,
+once per period."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage.guild_settings import GuildSettingsStore
+from tests.fakes.discord import DiscordEmulator
+from tests.fakes.wavespeed import FakeWaveSpeed
+from tests.test_bot_e2e import Scene, job_done, make_scene
+
+
+@pytest.fixture
+async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
+    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
+                                                       complete_after=0.05) as wavespeed:
+        s = await make_scene(tmp_path, emu, wavespeed)
+        try:
+            yield s
+        finally:
+            await s.world.stop()
+            assert emu.internal_errors == []
+
+
+def rules(s: Scene) -> GuildSettingsStore:
+    return s.world.services.guild_settings
+
+
+async def assert_refused(s: Scene, words: str, *, prompt: str = "a cat surfing",
+                         submissions: int = 0) -> str:
+    before = await s.world.ledger_count()
+    public = len(s.emu.channel_messages(s.channel.id, include_ephemeral=False))
+    reply = await s.generate(s.alice, prompt)
+    assert reply.ephemeral and words in reply.content, reply.content
+    assert "charged" in reply.content
+    await asyncio.sleep(0.1)
+    assert len(s.wavespeed.submissions) == submissions
+    assert await s.world.ledger_count() == before
+    assert len(s.emu.channel_messages(s.channel.id, include_ephemeral=False)) == public
+    return reply.content
+
+
+async def test_paused_server_refuses_with_its_message(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await rules(s).set_paused(s.guild.id, True, "Back after maintenance at 18:00",
+                              actor=s.admin.id)
+    await assert_refused(s, "Back after maintenance at 18:00")
+
+
+async def test_wrong_channel_names_the_channels_that_work(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    other = s.guild.add_text_channel("generate-here")
+    await rules(s).add_channel(s.guild.id, other.id, actor=s.admin.id)
+    await assert_refused(s, f"<#{other.id}>")
+
+
+async def test_required_and_blocked_roles(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    creators = s.guild.add_role("creators")
+    await rules(s).set_roles(s.guild.id, required=creators.id, actor=s.admin.id)
+    await assert_refused(s, f"<@&{creators.id}>")
+    muted = s.guild.add_role("muted")
+    await rules(s).set_roles(s.guild.id, required=None, blocked=muted.id, actor=s.admin.id)
+    s.alice.roles.append(muted)
+    await assert_refused(s, f"<@&{muted.id}>")
+
+
+async def test_blocked_prompt_is_refused_without_echoing_it(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await rules(s).add_pattern(s.guild.id, "dragon", "word", actor=s.admin.id)
+    text = await assert_refused(s, "does not allow", prompt="a huge Dragon over the city")
+    assert "dragon" not in text.lower()
+
+
+async def test_daily_job_limit(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await rules(s).set_limits(s.guild.id, daily_jobs=1, actor=s.admin.id)
+    await s.generate(s.alice)
+    await job_done(s, 1)
+    await assert_refused(s, "resets", submissions=1)
+
+
+async def test_cooldown(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await rules(s).set_limits(s.guild.id, cooldown_seconds=3600, actor=s.admin.id)
+    await s.generate(s.alice)
+    await job_done(s, 1)
+    await assert_refused(s, "cooldown", submissions=1)
+
+
+async def test_daily_spend_cap(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await rules(s).set_limits(s.guild.id, daily_spend_cap_cents=100, actor=s.admin.id)
+    await s.generate(s.alice)  # 720p 5 s = 100 credits = $1.00: exactly the cap
+    await job_done(s, 1)
+    await assert_refused(s, "spending cap of $1.00", submissions=1)
+
+
+async def test_allowance_is_granted_once_however_many_commands(scene: Scene) -> None:
+    s = scene
+    await rules(s).set_allowance(s.guild.id, amount=200, period="day", cap=200,
+                                 actor=s.admin.id)
+    replies = await asyncio.gather(*(s.generate(s.alice, f"clip {i}") for i in range(3)))
+    queued = [r for r in replies if "is queued" in r.content]
+    refused = [r for r in replies if "costs 100 credits" in r.content]
+    assert (len(queued), len(refused)) == (2, 1), [r.content for r in replies]
+    async with s.world.db.reading() as conn, conn.execute(
+        "SELECT COUNT(*), SUM(delta_balance) FROM ledger WHERE kind = 'grant'") as cur:
+        row = await cur.fetchone()
+    assert row is not None and tuple(row) == (1, 200)
