@@ -24,6 +24,7 @@ from discord.ext import commands
 from config import Settings, SettingsError, load_settings
 from config.log_redaction import install as install_log_redaction
 from discord_layer.api_base import use_api_base, use_gateway_of
+from discord_layer.audit import AuditLog
 from discord_layer.delivery import DiscordDelivery
 from discord_layer.services import Services
 from discord_layer.status import StatusBoard
@@ -87,8 +88,9 @@ class Ref2VideoBot(commands.Bot):
         guild_settings = GuildSettingsStore(self.db)
         board = StatusBoard(self, s.prices, lambda job_id: engine.queue_position(job_id),
                             min_interval=s.status_update_seconds)
+        audit = AuditLog(self, guild_settings, s.prices)
         delivery = DiscordDelivery(self, board, s.prices, nsfw_charge=s.nsfw_charge,
-                                   guild_settings=guild_settings)
+                                   guild_settings=guild_settings, audit=audit)
         engine = JobEngine(jobs, self._wavespeed, delivery, s.prices, self._limits,
                            self._workdir)
         self.services = Services(
@@ -99,7 +101,8 @@ class Ref2VideoBot(commands.Bot):
             guild_settings=guild_settings, db=self.db,
             gatekeeper=Gatekeeper(self.db, guild_settings, s.prices,
                                   starting_credits=s.starting_credits,
-                                  bot_max_active=s.user_max_active_jobs))
+                                  bot_max_active=s.user_max_active_jobs),
+            audit=audit)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()

@@ -117,6 +117,9 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
         assert interaction.guild_id is not None
         entry = await self.services.credits.grant(interaction.guild_id, user.id, amount,
                                                   actor_id=interaction.user.id, reason=reason)
+        await self.services.audit.credits_changed(
+            interaction.guild_id, interaction.user.id, user.id, f"granted {amount:,} credits to",
+            reason)
         await reply_private(interaction, f"Granted {amount:,} credits to {user.mention}; "
                             f"their balance is now {entry.balance_after:,}.")
 
@@ -137,6 +140,9 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
             return
         entry = await self.services.credits.revoke(interaction.guild_id, user.id, amount,
                                                    actor_id=interaction.user.id, reason=reason)
+        await self.services.audit.credits_changed(
+            interaction.guild_id, interaction.user.id, user.id, f"revoked {amount:,} credits from",
+            reason)
         await reply_private(interaction, f"Revoked {amount:,} credits from {user.mention}; "
                             f"their balance is now {entry.balance_after:,}.")
 
@@ -151,6 +157,10 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
         entry = await self.services.credits.set_balance(
             interaction.guild_id, user.id, amount, actor_id=interaction.user.id, reason=reason)
         note = "" if entry is not None else " (it already was)"
+        if entry is not None:
+            await self.services.audit.credits_changed(
+                interaction.guild_id, interaction.user.id, user.id,
+                f"set the balance to {amount:,} credits for", reason)
         await reply_private(interaction, f"{user.mention}'s balance is now {amount:,} "
                             f"credits{note}.")
 

@@ -15,7 +15,7 @@ from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.status import status_embed
 from discord_layer.text import NO_PINGS, SIZE_LABELS, credits_text, thread_name
-from engine.admission import Requester
+from engine.admission import Refused, Requester
 from engine.input_rules import InputError, check_media, check_text
 from storage.credits import InsufficientCreditsError
 from storage.jobs import Job
@@ -100,6 +100,10 @@ class GenerateCog(commands.Cog):
                 job = await s.engine.create_job(
                     guild_id=interaction.guild_id, channel_id=channel.id, user_id=member.id,
                     request=request, enqueue=False, max_active=admission.max_active)
+        except Refused as refused:
+            await s.audit.refused(interaction.guild_id, member.id, channel.id,
+                                  refused.refusal.reason_code, refused.refusal.detail)
+            raise
         except InsufficientCreditsError as exc:
             raise InputError(
                 f"This clip costs {credits_text(price, s.prices.usd(price))}, and you have "

@@ -9,20 +9,10 @@ from discord.ext import commands
 from cogs.credits import is_moderator
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
-from discord_layer.text import credits_text, shorten, timestamp
-from storage.jobs import Job, JobState
+from discord_layer.text import credits_text, job_link, shorten, timestamp
+from storage.jobs import JobState
 
 LIST_LIMIT = 10
-
-
-def job_link(job: Job) -> str:
-    where = job.context.get("thread_id")
-    if where:
-        return f"https://discord.com/channels/{job.guild_id}/{where}"
-    message = job.context.get("status_message_id")
-    if message:
-        return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{message}"
-    return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}"
 
 
 @app_commands.guild_only()  # accounts are per server; in a DM there is none

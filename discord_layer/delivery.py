@@ -16,8 +16,9 @@ from typing import Any
 
 import discord
 
+from discord_layer.audit import AuditLog
 from discord_layer.status import StatusBoard
-from discord_layer.text import NO_PINGS, credits_text, only_pinging, quote
+from discord_layer.text import NO_PINGS, credits_text, job_link, only_pinging, quote
 from engine.delivery import Clip, DeliveryError, DeliveryWithheld
 from engine.policy import nsfw_action, nsfw_charged
 from engine.pricing import PriceTable
@@ -41,12 +42,14 @@ class DiscordDelivery:
     def __init__(
         self, client: discord.Client, board: StatusBoard, prices: PriceTable, *,
         nsfw_charge: bool, guild_settings: GuildSettingsStore | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._client = client
         self._board = board
         self._prices = prices
         self._nsfw_charge = nsfw_charge
         self._guild_settings = guild_settings
+        self._audit = audit
 
     # ---- the Delivery protocol ------------------------------------------------------------
 
@@ -102,6 +105,8 @@ class DiscordDelivery:
 
     async def job_updated(self, job: Job) -> None:
         self._board.update(job)
+        if job.state.is_terminal and self._audit is not None:
+            await self._audit.job_finished(job, job_link(job))
 
     async def job_finished(self, job: Job) -> None:
         self._board.update(job)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from discord.ext import commands
 
 from config import Settings
+from discord_layer.audit import AuditLog
 from discord_layer.status import StatusBoard
 from engine.admission import Gatekeeper
 from engine.engine import JobEngine
@@ -30,6 +31,7 @@ class Services:
     guild_settings: GuildSettingsStore
     db: Database
     gatekeeper: Gatekeeper
+    audit: AuditLog
 
 
 def services_of(bot: commands.Bot) -> Services:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import discord
 
+from storage.jobs import Job
 from wavespeed.models import GenerationRequest
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -60,3 +61,13 @@ def credits_text(amount: int, usd: float) -> str:
 def timestamp(unix: float, style: str = "R") -> str:
     """A Discord timestamp, which each reader's client renders (and keeps current) itself."""
     return f"<t:{int(unix)}:{style}>"
+
+
+def job_link(job: Job) -> str:
+    where = job.context.get("thread_id")
+    if where:
+        return f"https://discord.com/channels/{job.guild_id}/{where}"
+    message = job.context.get("status_message_id")
+    if message:
+        return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{message}"
+    return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}"

@@ -121,3 +121,25 @@ async def test_allowance_is_granted_once_however_many_commands(scene: Scene) -> 
         "SELECT COUNT(*), SUM(delta_balance) FROM ledger WHERE kind = 'grant'") as cur:
         row = await cur.fetchone()
     assert row is not None and tuple(row) == (1, 200)
+
+
+async def test_the_audit_channel_records_jobs_credits_and_refusals(scene: Scene) -> None:
+    s = scene
+    audit = s.guild.add_text_channel("audit")
+    await rules(s).set_audit_channel(s.guild.id, audit.id, actor=s.admin.id)
+    await s.grant(s.alice, 500)
+    await s.generate(s.alice, "@everyone a cat")
+    await job_done(s, 1)
+    await rules(s).add_pattern(s.guild.id, "dragon", "word", actor=s.admin.id)
+    await assert_refused(s, "does not allow", prompt="a dragon", submissions=1)
+
+    def posted() -> list[str]:
+        return [m.content for m in s.emu.channel_messages(audit.id)]
+
+    await s.emu.wait_for(lambda: len(posted()) >= 3, within=5.0)
+    lines = posted()
+    assert any(f"<@{s.admin.id}> granted 500 credits to <@{s.alice.id}>" in t for t in lines)
+    assert any("Job #1" in t and "delivered, 100 credits ($1.00) charged" in t for t in lines)
+    assert any("refused: blocked_prompt" in t and "dragon" in t for t in lines)
+    for message in s.emu.channel_messages(audit.id):
+        assert s.emu.mentions_pinged(message) == set()
