@@ -25,6 +25,7 @@ from config import Settings, SettingsError, load_settings
 from config.log_redaction import install as install_log_redaction
 from discord_layer.api_base import use_api_base, use_gateway_of
 from discord_layer.audit import AuditLog
+from discord_layer.buttons import DYNAMIC_ITEMS
 from discord_layer.delivery import DiscordDelivery
 from discord_layer.services import Services
 from discord_layer.status import StatusBoard
@@ -105,6 +106,7 @@ class Ref2VideoBot(commands.Bot):
             audit=audit)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons on job messages, across restarts
         await self._sync_commands()
         # Jobs resume once the gateway has filled the channel cache they post into.
         self._starter = asyncio.create_task(self._start_engine(), name="engine-start")

@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from discord_layer.buttons import queued_view
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.status import status_embed
@@ -80,16 +81,21 @@ class GenerateCog(commands.Cog):
         if audio is not None:
             check_media("audio", "audio", audio.filename, audio.content_type, audio.size,
                         limits.max_audio_bytes)
-        channel = interaction.channel
-        assert interaction.guild_id is not None and channel is not None  # guild_only
-        _check_can_post(channel, interaction.app_permissions)
-
         request = GenerationRequest(
             videos=tuple(a.url for a in (video, video2) if a is not None),
             prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip() or None,
             audio=audio.url if audio else None, size=size, duration=duration,
             shot_type=shot_type, enable_prompt_expansion=prompt_expansion, seed=seed)
-        price = s.prices.credits_for(size, duration)
+        await self.start_job(interaction, request, interaction.channel)
+
+    async def start_job(self, interaction: discord.Interaction, request: GenerationRequest,
+                        channel: Any) -> None:
+        """Admit, reserve, post the status message and thread, queue, and tell the member.
+        Used by /ref2video and by the buttons on results (re-roll, use as reference)."""
+        s = self.services
+        assert interaction.guild_id is not None and channel is not None  # guild_only
+        _check_can_post(channel, interaction.app_permissions)
+        price = s.prices.credits_for(request.size, request.duration)
         member = interaction.user
         who = Requester(
             guild_id=interaction.guild_id, user_id=member.id, channel_id=channel.id,
@@ -145,7 +151,7 @@ class GenerateCog(commands.Cog):
     ) -> dict[str, Any]:
         shown = dataclasses.replace(job, context={**job.context, "balance_after": balance_after})
         message = await channel.send(embed=status_embed(shown, None, self.services.prices),
-                                     allowed_mentions=NO_PINGS)
+                                     view=queued_view(job.id), allowed_mentions=NO_PINGS)
         context: dict[str, Any] = {"status_channel_id": channel.id,
                                    "status_message_id": message.id,
                                    "balance_after": balance_after}

@@ -17,6 +17,7 @@ from typing import Any
 import discord
 
 from discord_layer.audit import AuditLog
+from discord_layer.buttons import result_view
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS, credits_text, job_link, only_pinging, quote
 from engine.delivery import Clip, DeliveryError, DeliveryWithheld
@@ -66,7 +67,8 @@ class DiscordDelivery:
             file = discord.File(clip.path, filename=f"ref2video-{job.id}.mp4",
                                 spoiler=clip.nsfw)
             try:
-                message = await self._send(target, head + body + tail, job, file=file)
+                message = await self._send(target, head + body + tail, job, file=file,
+                                           view=result_view(job.id))
                 return {"channel_id": target.id, "message_id": message.id, "attached": True}
             except _TooLarge:
                 # The real limit can be below what discord.py derives from the boost tier.
@@ -75,7 +77,7 @@ class DiscordDelivery:
         note = (f"\nThe video ({size}) is over this server's {limit / 1024 / 1024:.0f} MB upload "
                 f"limit, so here is WaveSpeed's link. It expires within a day: save it soon.\n"
                 f"<{clip.url}>")
-        message = await self._send(target, head + note + tail, job)
+        message = await self._send(target, head + note + tail, job, view=result_view(job.id))
         return {"channel_id": target.id, "message_id": message.id, "attached": False}
 
     async def find_delivery(self, job: Job) -> dict[str, Any] | None:
@@ -142,13 +144,16 @@ class DiscordDelivery:
 
     async def _send(
         self, target: Postable, content: str, job: Job, *,
-        file: discord.File | None = None,
+        file: discord.File | None = None, view: discord.ui.View | None = None,
     ) -> discord.Message:
+        extra: dict[str, Any] = {}
+        if file is not None:
+            extra["file"] = file
+        if view is not None:
+            extra["view"] = view
         try:
-            if file is not None:
-                return await target.send(content, file=file,
-                                         allowed_mentions=only_pinging(job.user_id))
-            return await target.send(content, allowed_mentions=only_pinging(job.user_id))
+            return await target.send(content, allowed_mentions=only_pinging(job.user_id),
+                                     **extra)
         except discord.Forbidden as exc:
             raise DeliveryError(f"the bot may not post there ({exc.code})", permanent=True
                                 ) from None

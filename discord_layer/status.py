@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import discord
 
+from discord_layer.buttons import queued_view
 from discord_layer.text import NO_PINGS, credits_text, describe_settings, quote, timestamp
 from engine.pricing import PriceTable
 from storage.jobs import Job, JobState
@@ -152,7 +153,9 @@ class StatusBoard:
         channel = self._client.get_partial_messageable(int(job.context["status_channel_id"]))
         message = channel.get_partial_message(int(job.context["status_message_id"]))
         try:
-            await message.edit(embed=status_embed(job, position, self._prices),
+            # Cancel only makes sense while queued; later edits drop the button.
+            view = queued_view(job.id) if job.state is JobState.QUEUED else None
+            await message.edit(embed=status_embed(job, position, self._prices), view=view,
                                allowed_mentions=NO_PINGS)
         except discord.NotFound:
             log.info("job %d: its status message is gone; no longer updating it", job.id)

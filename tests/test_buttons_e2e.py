@@ -1,0 +1,107 @@
+"""Buttons on job messages through the emulator: Cancel on a queued job, Re-roll and Use as
+reference on a result; they keep working after a restart and refuse everyone but the owner
+(and moderators, for Cancel)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.discord import DiscordEmulator, MessageRecord
+from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
+from tests.test_bot_e2e import Scene, job_done, make_scene
+
+
+@pytest.fixture
+async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
+    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
+                                                       complete_after=0.05) as wavespeed:
+        s = await make_scene(tmp_path, emu, wavespeed, wavespeed_max_concurrent=1)
+        try:
+            yield s
+        finally:
+            await s.world.stop()
+            assert emu.internal_errors == []
+
+
+def custom_ids(message: MessageRecord) -> list[str]:
+    return [c["custom_id"] for row in message.components for c in row.get("components", [])
+            if "custom_id" in c]
+
+
+async def delivered_clip(s: Scene, prompt: str = "a cat surfing", **options: Any
+                         ) -> MessageRecord:
+    await s.generate(s.alice, prompt, **options)
+    await job_done(s, 1)
+    [clip] = [m for m in s.thread_messages() if m.attachments]
+    return clip
+
+
+async def test_cancel_button_refuses_others_and_refunds_for_the_owner(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.never())
+    await s.generate(s.alice, "first")
+    await s.world.wait_job_state(1, "running")
+    await s.generate(s.alice, "second")
+    status = s.emu.channel_messages(s.channel.id, include_ephemeral=False)[-1]
+    assert custom_ids(status) == ["r2v:cancel:2"]
+    other = await s.emu.click(status, "r2v:cancel:2", user=s.bob)
+    assert "Only its owner or a moderator" in (await other.wait_response()).content
+    assert await s.world.ledger_kinds(2) == ["reserve"]
+    mine = await s.emu.click(status, "r2v:cancel:2", user=s.alice)
+    assert "cancelled" in (await mine.wait_response()).content
+    assert await s.world.ledger_kinds(2) == ["reserve", "release"]
+    await s.emu.wait_for(lambda: custom_ids(status) == [], within=5.0)  # button removed
+
+
+async def test_reroll_after_a_restart_charges_once_with_a_new_seed(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    clip = await delivered_clip(s, seed=7)
+    assert custom_ids(clip) == ["r2v:reroll:1", "r2v:reuse:1"]
+    await s.world.restart()
+    ask = await s.emu.click(clip, "r2v:reroll:1", user=s.alice)
+    question = await ask.wait_response()
+    assert question.ephemeral and "100 credits ($1.00)" in question.content
+    [confirm] = custom_ids(question)
+    go = await s.emu.click(question, confirm, user=s.alice)
+    assert "Job #2 is queued" in (await go.wait_response(within=10.0)).content
+    await job_done(s, 2)
+    first, second = (sub.body for sub in s.wavespeed.submissions)
+    assert second["seed"] != first["seed"] == 7
+    assert {k: v for k, v in second.items() if k != "seed"} == {
+        k: v for k, v in first.items() if k != "seed"}
+    assert await s.world.ledger_kinds(2) == ["reserve", "capture"]
+    assert await s.world.balance(s.guild.id, s.alice.id) == (300, 0)
+
+
+async def test_reroll_by_someone_else_is_refused_and_costs_nothing(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await s.grant(s.bob, 500)
+    clip = await delivered_clip(s)
+    before = await s.world.ledger_count()
+    rec = await s.emu.click(clip, "r2v:reroll:1", user=s.bob)
+    reply = await rec.wait_response()
+    assert reply.ephemeral and "Only its owner" in reply.content
+    assert await s.world.ledger_count() == before
+    assert len(s.wavespeed.submissions) == 1
+
+
+async def test_use_as_reference_submits_the_clip_as_the_video(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    clip = await delivered_clip(s)
+    opened = await s.emu.click(clip, "r2v:reuse:1", user=s.alice)
+    await opened.wait_acked()
+    assert opened.modal is not None
+    sent = await s.emu.submit_modal(opened, {"prompt": "the same cat, at night"})
+    assert "Job #2 is queued" in (await sent.wait_response(within=10.0)).content
+    await job_done(s, 2)
+    second = s.wavespeed.submissions[1].body
+    assert second["videos"] == [clip.attachments[0].url]
+    assert second["prompt"] == "the same cat, at night"
