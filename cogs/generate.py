@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from discord_layer.buttons import queued_view
+from discord_layer.buttons import CONFIRM_SECONDS, ConfirmStart, queued_view
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.status import status_embed
@@ -86,6 +86,15 @@ class GenerateCog(commands.Cog):
             prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip() or None,
             audio=audio.url if audio else None, size=size, duration=duration,
             shot_type=shot_type, enable_prompt_expansion=prompt_expansion, seed=seed)
+        assert interaction.guild_id is not None
+        if (await s.guild_settings.get(interaction.guild_id)).confirm_cost:
+            price = s.prices.credits_for(size, duration)
+            await reply_private(
+                interaction, f"This clip costs **{credits_text(price, s.prices.usd(price))}**. "
+                "Start it? Nothing is reserved until you confirm (this question expires in "
+                f"{CONFIRM_SECONDS / 60:.0f} minutes).",
+                view=ConfirmStart(request, interaction.channel))
+            return
         await self.start_job(interaction, request, interaction.channel)
 
     async def start_job(self, interaction: discord.Interaction, request: GenerationRequest,

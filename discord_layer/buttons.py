@@ -51,11 +51,14 @@ async def _job_for(interaction: discord.Interaction, job_id: int, *, moderators:
     return job
 
 
-async def _start(interaction: discord.Interaction, job: Job, request: GenerationRequest
+async def _start(interaction: discord.Interaction, request: GenerationRequest, channel: Any
                  ) -> None:
     cog: Any = interaction.client.get_cog("GenerateCog")  # type: ignore[attr-defined]
-    channel = interaction.client.get_channel(job.channel_id) or interaction.channel
     await cog.start_job(interaction, request, channel)
+
+
+def _channel_of(interaction: discord.Interaction, job: Job) -> Any:
+    return interaction.client.get_channel(job.channel_id) or interaction.channel
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -86,18 +89,28 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                             f"{credits_text(job.price, s.prices.usd(job.price))} refunded.")
 
 
-class _Confirm(discord.ui.View):
-    def __init__(self, job: Job, request: GenerationRequest) -> None:
+class ConfirmStart(discord.ui.View):
+    """A private "start it for this price?" question; nothing is reserved unless confirmed,
+    and a timeout simply leaves it unconfirmed."""
+
+    def __init__(self, request: GenerationRequest, channel: Any) -> None:
         super().__init__(timeout=CONFIRM_SECONDS)
-        self.job = job
         self.request = request
+        self.channel = channel
 
     @discord.ui.button(label="Confirm", style=discord.ButtonStyle.success)
     async def confirm(self, interaction: discord.Interaction,
-                      button: discord.ui.Button[_Confirm]) -> None:
+                      button: discord.ui.Button[ConfirmStart]) -> None:
         self.stop()
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await _start(interaction, self.job, self.request)
+        await _start(interaction, self.request, self.channel)
+
+    @discord.ui.button(label="Not now", style=discord.ButtonStyle.secondary)
+    async def decline(self, interaction: discord.Interaction,
+                      button: discord.ui.Button[ConfirmStart]) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Not started; nothing was charged.",
+                                                view=None)
 
 
 class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -126,7 +139,7 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         await reply_private(
             interaction, f"Re-roll job #{job.id} with the same settings and a new seed for "
             f"**{cost}**? You are charged only if the clip is delivered.",
-            view=_Confirm(job, request))
+            view=ConfirmStart(request, _channel_of(interaction, job)))
 
 
 class _ReferencePrompt(discord.ui.Modal, title="Use this clip as a reference"):
@@ -144,7 +157,7 @@ class _ReferencePrompt(discord.ui.Modal, title="Use this clip as a reference"):
         old = self.job.request
         request = GenerationRequest(videos=(self.clip_url,), prompt=self.prompt.value.strip()
                                     or old.prompt, size=old.size, duration=old.duration)
-        await _start(interaction, self.job, request)
+        await _start(interaction, request, _channel_of(interaction, self.job))
 
 
 class ReuseButton(discord.ui.DynamicItem[discord.ui.Button[Any]],

@@ -67,7 +67,7 @@ async def test_reroll_after_a_restart_charges_once_with_a_new_seed(scene: Scene)
     ask = await s.emu.click(clip, "r2v:reroll:1", user=s.alice)
     question = await ask.wait_response()
     assert question.ephemeral and "100 credits ($1.00)" in question.content
-    [confirm] = custom_ids(question)
+    confirm, _ = custom_ids(question)  # Confirm, Not now
     go = await s.emu.click(question, confirm, user=s.alice)
     assert "Job #2 is queued" in (await go.wait_response(within=10.0)).content
     await job_done(s, 2)
@@ -105,3 +105,25 @@ async def test_use_as_reference_submits_the_clip_as_the_video(scene: Scene) -> N
     second = s.wavespeed.submissions[1].body
     assert second["videos"] == [clip.attachments[0].url]
     assert second["prompt"] == "the same cat, at night"
+
+
+async def test_cost_confirmation_reserves_nothing_until_confirmed(scene: Scene) -> None:
+    s = scene
+    await s.grant(s.alice, 500)
+    await s.world.services.guild_settings.set_confirm_cost(s.guild.id, True, actor=s.admin.id)
+    question = await s.generate(s.alice)
+    assert "costs **100 credits ($1.00)**" in question.content
+    assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
+    assert s.wavespeed.submissions == []
+    confirm, _decline = custom_ids(question)
+    go = await s.emu.click(question, confirm, user=s.alice)
+    assert "Job #1 is queued" in (await go.wait_response(within=10.0)).content
+    await job_done(s, 1)
+    assert await s.world.ledger_kinds(1) == ["reserve", "capture"]
+
+    second = await s.generate(s.alice, "another")
+    no = await s.emu.click(second, custom_ids(second)[1], user=s.alice)
+    await no.wait_acked()
+    assert "nothing was charged" in second.content
+    assert await s.world.balance(s.guild.id, s.alice.id) == (400, 0)
+    assert len(s.wavespeed.submissions) == 1
