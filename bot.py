@@ -43,7 +43,7 @@ from wavespeed.client import WaveSpeedClient
 
 log = logging.getLogger("ref2video")
 
-EXTENSIONS = ("cogs.generate", "cogs.credits", "cogs.jobs")
+EXTENSIONS = ("cogs.generate", "cogs.credits", "cogs.jobs", "cogs.settings", "cogs.admin")
 TREE_HASH_KEY = "command_tree_hash"
 
 

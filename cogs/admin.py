@@ -1,0 +1,117 @@
+"""/admin: the operator's switch and view for this server: pause, resume, status.
+
+Like /settings, the group is hidden from members without Manage Server by
+`default_member_permissions` and checked again in code (`interaction_check`), which is the
+gate. Every answer is private and pings no one.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.credits import require_moderator
+from discord_layer.replies import reply_private
+from discord_layer.services import Services, services_of
+from discord_layer.text import credits_text, shorten
+from engine.policy import day_window, format_usd
+from storage.guild_settings import MAX_PAUSE_MESSAGE_CHARS, GuildSettings
+from storage.usage import guild_jobs_since, guild_spend_since
+
+
+def month_start(now: float) -> int:
+    """Unix seconds of the first of the UTC month containing `now`."""
+    moment = datetime.fromtimestamp(now, tz=UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+def pause_state(gs: GuildSettings) -> str:
+    if not gs.paused:
+        return "Running: new jobs are accepted."
+    said = discord.utils.escape_markdown((gs.pause_message or "").strip())
+    shown = f" Members are told: {shorten(said, 700)}" if said else ""
+    return f"**Paused**: new jobs are refused; started ones finish.{shown}"
+
+
+def _jobs(count: int) -> str:
+    return f"{count:,} job{'s' if count != 1 else ''}"
+
+
+@app_commands.guild_only()  # the switch and the numbers are per server
+@app_commands.default_permissions(manage_guild=True)
+class AdminCog(commands.GroupCog, group_name="admin",
+               group_description="Pause or resume generation here, and see the queue and "
+               "spend (Manage Server)"):
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return require_moderator(interaction)
+
+    @app_commands.command(name="pause", description="Stop new /ref2video jobs on this server; "
+                          "started ones finish")
+    @app_commands.describe(message="What members are told when they try (optional)")
+    async def pause(self, interaction: discord.Interaction,
+                    message: app_commands.Range[str, 1, MAX_PAUSE_MESSAGE_CHARS] | None = None,
+                    ) -> None:
+        assert interaction.guild_id is not None
+        store = self.services.guild_settings
+        was = (await store.get(interaction.guild_id)).paused
+        gs = await store.set_paused(interaction.guild_id, True, message,
+                                    actor=interaction.user.id)
+        head = ("Generation was already paused; the message is updated." if was else
+                "Generation is paused on this server.")
+        await reply_private(interaction, f"{head} {pause_state(gs)}\n"
+                            "Undo it with `/admin resume`.")
+
+    @app_commands.command(name="resume", description="Accept new /ref2video jobs again")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        store = self.services.guild_settings
+        if not (await store.get(interaction.guild_id)).paused:
+            await reply_private(interaction, "Generation is not paused on this server, so "
+                                "nothing changed. Pause it with `/admin pause`.")
+            return
+        await store.set_paused(interaction.guild_id, False, actor=interaction.user.id)
+        await reply_private(interaction, "Generation is resumed: new jobs are accepted again.")
+
+    @app_commands.command(name="status", description="Queue, running jobs, and this server's "
+                          "jobs and spend")
+    async def status(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        gid, s = interaction.guild_id, self.services
+        now = time.time()
+        day, month = day_window(now)[0], month_start(now)
+        gs = await s.guild_settings.get(gid)
+        jobs_today = await guild_jobs_since(s.db, gid, day)
+        spend_today = await guild_spend_since(s.db, gid, day)
+        jobs_month = await guild_jobs_since(s.db, gid, month)
+        spend_month = await guild_spend_since(s.db, gid, month)
+        prices = s.prices
+        cap = ""
+        if gs.daily_spend_cap_cents is not None:
+            cap = f" of the daily cap of {format_usd(gs.daily_spend_cap_cents)}"
+        embed = discord.Embed(title="Status", colour=discord.Colour.red() if gs.paused
+                              else discord.Colour.green())
+        embed.add_field(name="Generation here", value=pause_state(gs), inline=False)
+        embed.add_field(name="Queue (all servers)", value=(
+            f"{s.engine.queue_length:,} queued · {s.engine.running_count:,} running "
+            f"(at most {s.settings.wavespeed_max_concurrent} at once)"), inline=False)
+        embed.add_field(name="Today (UTC)", value=(
+            f"{_jobs(jobs_today)} · {credits_text(spend_today, prices.usd(spend_today))}{cap}"),
+            inline=False)
+        embed.add_field(name="This month (UTC)", value=(
+            f"{_jobs(jobs_month)} · {credits_text(spend_month, prices.usd(spend_month))}"),
+            inline=False)
+        embed.set_footer(text="Counts delivered and unfinished jobs of this server; refunded "
+                         "ones cost nothing and are left out.")
+        await reply_private(interaction, embed=embed)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(AdminCog(services_of(bot)))

@@ -1,0 +1,450 @@
+"""/settings: this server's rules for /ref2video, changed by members with Manage Server.
+
+`default_member_permissions` hides the group from other members, but a server can override
+that, so `interaction_check` checks the permission in code for every subcommand. Answers are
+private and ping no one; each setter changes only the options given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Literal, TypeVar
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.admin import pause_state
+from cogs.credits import MAX_AMOUNT, require_moderator
+from discord_layer.replies import reply_private
+from discord_layer.services import Services, services_of
+from discord_layer.text import timestamp
+from engine.policy import PolicyError, compile_pattern, credits_to_cents, format_usd, usd_to_cents
+from storage.guild_settings import KEEP, MAX_PATTERN_CHARS, GuildSettings, Keep, SettingsError
+
+T = TypeVar("T")
+LISTED_CHANNELS = 15
+BLOCKLIST_PAGE = 15
+ZWSP = "\u200b"
+
+
+async def attempt(interaction: discord.Interaction, change: Awaitable[T]) -> T | None:
+    """Await a settings change; a refusal from the store or the policy is the answer."""
+    try:
+        return await change
+    except (SettingsError, PolicyError) as err:
+        await reply_private(interaction, str(err))
+        return None
+
+
+def keep(value: T | None) -> T | Keep:
+    """An option left out keeps its setting."""
+    return KEEP if value is None else value
+
+
+def code_block(lines: list[str]) -> str:
+    """Lines in a code block that no backtick in them can close."""
+    body = "\n".join(line.replace("`", "`" + ZWSP) for line in lines)
+    return f"```\n{body}\n```"
+
+
+def duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
+
+
+def channels_text(ids: frozenset[int]) -> str:
+    if not ids:
+        return "Every channel (no list)"
+    ordered = sorted(ids)
+    text = ", ".join(f"<#{c}>" for c in ordered[:LISTED_CHANNELS])
+    if len(ordered) > LISTED_CHANNELS:
+        text += f" and {len(ordered) - LISTED_CHANNELS} more"
+    return f"Only {text} (and threads in them)"
+
+
+def role_text(role_id: int | None) -> str:
+    return f"<@&{role_id}>" if role_id else "none"
+
+
+def limits_text(gs: GuildSettings, bot_limit: int) -> str:
+    jobs = f"{gs.daily_jobs:,}" if gs.daily_jobs is not None else "no limit"
+    cooldown = duration(gs.cooldown_seconds) if gs.cooldown_seconds else "none"
+    concurrent = (f"{min(gs.concurrent_jobs, bot_limit)}" if gs.concurrent_jobs is not None
+                  else f"the bot-wide limit ({bot_limit})")
+    cap = gs.daily_spend_cap_cents
+    spend = format_usd(cap) if cap is not None else "no cap"
+    return (f"Jobs per member per day: {jobs}\nCooldown between a member's jobs: {cooldown}\n"
+            f"Unfinished jobs per member: {concurrent}\nServer spend per day: {spend}")
+
+
+def nsfw_text(gs: GuildSettings, bot_default: bool) -> str:
+    where = ("withheld everywhere" if gs.nsfw_policy == "withhold" else
+             "posted as a spoiler in age-restricted channels, withheld elsewhere")
+    if gs.nsfw_charge is None:
+        charge = (f"{'charged' if bot_default else 'refunded'} (bot default: "
+                  f"NSFW_CHARGE={'true' if bot_default else 'false'})")
+    else:
+        charge = "charged" if gs.nsfw_charge else "refunded"
+    return f"Policy `{gs.nsfw_policy}`: flagged clips are {where}. A withheld clip is {charge}."
+
+
+def allowance_text(gs: GuildSettings) -> str:
+    if gs.allowance_amount <= 0:
+        return "Off"
+    who = f"members with <@&{gs.allowance_role_id}>" if gs.allowance_role_id else "every member"
+    text = f"{gs.allowance_amount:,} credits per {gs.allowance_period} (UTC) for {who}"
+    if gs.allowance_cap == gs.allowance_amount:
+        return text + f": topped up to {gs.allowance_amount:,}, unspent credits do not stack"
+    if gs.allowance_cap is not None:
+        return text + f", never above a balance of {gs.allowance_cap:,}"
+    return text
+
+
+def settings_embed(gs: GuildSettings, blocklist_size: int, services: Services) -> discord.Embed:
+    config = services.settings
+    embed = discord.Embed(title="Settings of this server", colour=discord.Colour.blurple())
+    add = embed.add_field
+    add(name="Generation", value=pause_state(gs), inline=False)
+    add(name="Channels", value=channels_text(gs.channel_ids), inline=False)
+    add(name="Roles", value=f"Required: {role_text(gs.required_role_id)}\n"
+        f"Blocked: {role_text(gs.blocked_role_id)}", inline=False)
+    add(name="Limits", value=limits_text(gs, config.user_max_active_jobs), inline=False)
+    add(name="NSFW", value=nsfw_text(gs, config.nsfw_charge), inline=False)
+    add(name="Allowance", value=allowance_text(gs), inline=False)
+    add(name="Audit channel", value=f"<#{gs.audit_channel_id}>" if gs.audit_channel_id
+        else "off")
+    add(name="Confirm cost", value="on" if gs.confirm_cost else "off")
+    add(name="Blocklist", value=f"{blocklist_size} entr{'y' if blocklist_size == 1 else 'ies'}"
+        " (`/settings blocklist list`)")
+    changed = "Never: these are the defaults."
+    if gs.updated_at is not None:
+        by = f" by <@{gs.updated_by}>" if gs.updated_by else ""
+        changed = f"{timestamp(gs.updated_at)}{by}"
+    add(name="Last changed", value=changed, inline=False)
+    return embed
+
+
+def cannot_post_note(channel: discord.TextChannel) -> str:
+    me: discord.Member | None = channel.guild.me
+    if me is None:
+        return ""
+    perms = channel.permissions_for(me)
+    if perms.view_channel and perms.send_messages:
+        return ""
+    return (f"\nNote: I cannot post in {channel.mention} yet; give me View Channel and Send "
+            "Messages there.")
+
+
+@app_commands.guild_only()  # settings are per server
+@app_commands.default_permissions(manage_guild=True)
+class SettingsCog(commands.GroupCog, group_name="settings",
+                  group_description="This server's rules for /ref2video (Manage Server)"):
+    channels = app_commands.Group(name="channels", description="Where /ref2video may be used")
+    role = app_commands.Group(name="role", description="Who may use /ref2video")
+    blocklist = app_commands.Group(name="blocklist",
+                                   description="Words and patterns prompts may not contain")
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return require_moderator(interaction)
+
+    def _guild(self, interaction: discord.Interaction) -> int:
+        assert interaction.guild_id is not None
+        return interaction.guild_id
+
+    @app_commands.command(name="show", description="Every setting of this server")
+    async def show(self, interaction: discord.Interaction) -> None:
+        gid = self._guild(interaction)
+        store = self.services.guild_settings
+        gs, entries = await store.get(gid), await store.patterns(gid)
+        await reply_private(interaction, embed=settings_embed(gs, len(entries), self.services))
+
+    # -- where -------------------------------------------------------------------------------
+
+    async def _which(self, interaction: discord.Interaction,
+                     channel: discord.TextChannel | None) -> discord.TextChannel | None:
+        chosen = channel or interaction.channel
+        if not isinstance(chosen, discord.TextChannel):
+            await reply_private(interaction, "This is not a text channel: pick one with `channel`.")
+            return None
+        return chosen
+
+    @channels.command(name="add", description="Allow /ref2video in a channel; then only "
+                      "listed channels allow it")
+    @app_commands.describe(channel="The text channel to allow (default: this one)")
+    async def channels_add(self, interaction: discord.Interaction,
+                           channel: discord.TextChannel | None = None) -> None:
+        gid, chosen = self._guild(interaction), await self._which(interaction, channel)
+        if chosen is None:
+            return
+        added = await attempt(interaction, self.services.guild_settings.add_channel(
+            gid, chosen.id, actor=interaction.user.id))
+        if added is None:
+            return
+        ids = (await self.services.guild_settings.get(gid)).channel_ids
+        head = f"{chosen.mention} is {'now' if added else 'already'} allowed."
+        first = " Until now it worked everywhere." if added and len(ids) == 1 else ""
+        await reply_private(interaction, f"{head}{first}\nChannels: "
+                            f"{channels_text(ids)}.{cannot_post_note(chosen)}")
+
+    @channels.command(name="remove", description="Stop allowing /ref2video in a channel")
+    @app_commands.describe(channel="The text channel to remove from the list (default: this one)")
+    async def channels_remove(self, interaction: discord.Interaction,
+                              channel: discord.TextChannel | None = None) -> None:
+        gid, chosen = self._guild(interaction), await self._which(interaction, channel)
+        if chosen is None:
+            return
+        removed = await self.services.guild_settings.remove_channel(
+            gid, chosen.id, actor=interaction.user.id)
+        ids = (await self.services.guild_settings.get(gid)).channel_ids
+        head = (f"{chosen.mention} is removed from the list." if removed else
+                f"{chosen.mention} was not on the list, so nothing changed.")
+        where = channels_text(ids) if ids else "every channel (the list is empty)"
+        await reply_private(interaction, f"{head}\nChannels: {where}.")
+
+    @channels.command(name="clear", description="Allow /ref2video in every channel again")
+    async def channels_clear(self, interaction: discord.Interaction) -> None:
+        count = await self.services.guild_settings.clear_channels(
+            self._guild(interaction), actor=interaction.user.id)
+        head = (f"Removed {count} channel{'s' if count != 1 else ''} from the list." if count
+                else "There was no channel list.")
+        await reply_private(interaction, f"{head} /ref2video works in every channel.")
+
+    # -- who ---------------------------------------------------------------------------------
+
+    async def _set_role(self, interaction: discord.Interaction, which: Literal["required",
+                        "blocked"], role: discord.Role | None) -> None:
+        gid = self._guild(interaction)
+        if role is not None and role.is_default():
+            await reply_private(interaction, f"Everyone has @everyone, so it cannot be the {which}"
+                                " role. Pick another role, or leave `role` out to clear it.")
+            return
+        gs = await self.services.guild_settings.get(gid)
+        other = gs.blocked_role_id if which == "required" else gs.required_role_id
+        if role is not None and role.id == other:
+            await reply_private(interaction, f"{role.mention} is already the "
+                                f"{'blocked' if which == 'required' else 'required'} role; one "
+                                "role cannot be both. Clear that one first.")
+            return
+        await self.services.guild_settings.set_roles(
+            gid, actor=interaction.user.id, **{which: role.id if role is not None else None})
+        if role is None:
+            text = f"No role is {which} any more."
+        elif which == "required":
+            text = f"Only members with {role.mention} can use /ref2video now."
+        else:
+            text = f"Members with {role.mention} cannot use /ref2video now."
+        await reply_private(interaction, text)
+
+    @role.command(name="required", description="A role members need for /ref2video (none: clear)")
+    @app_commands.describe(role="The role members must have; leave out to remove the requirement")
+    async def role_required(self, interaction: discord.Interaction,
+                            role: discord.Role | None = None) -> None:
+        await self._set_role(interaction, "required", role)
+
+    @role.command(name="blocked", description="A role that may not use /ref2video (none: clear)")
+    @app_commands.describe(role="Members with this role are refused; leave out to clear it")
+    async def role_blocked(self, interaction: discord.Interaction,
+                           role: discord.Role | None = None) -> None:
+        await self._set_role(interaction, "blocked", role)
+
+    # -- what --------------------------------------------------------------------------------
+
+    @blocklist.command(name="add", description="Refuse prompts that contain a word, phrase or "
+                       "pattern")
+    @app_commands.describe(pattern="A word or phrase, or a regular expression with kind: regex",
+                           kind="word (default): whole words, any case; regex: a Python regular "
+                           "expression")
+    async def blocklist_add(self, interaction: discord.Interaction,
+                            pattern: app_commands.Range[str, 1, MAX_PATTERN_CHARS],
+                            kind: Literal["word", "regex"] = "word") -> None:
+        gid = self._guild(interaction)
+        try:
+            compiled = compile_pattern(pattern, kind)
+        except PolicyError as err:
+            await reply_private(interaction, f"Not added: {err}")
+            return
+        added = await attempt(interaction, self.services.guild_settings.add_pattern(
+            gid, compiled.pattern, kind, actor=interaction.user.id))
+        if added is None:
+            return
+        count = len(await self.services.guild_settings.patterns(gid))
+        what = "word entry" if kind == "word" else "regex entry"
+        head = f"Added the {what}" if added else f"The blocklist already has the {what}"
+        await reply_private(interaction, f"{head}:\n{code_block([compiled.pattern])}\nPrompts and "
+                            "negative prompts that match it are refused before anything is "
+                            f"charged. The blocklist has {count} entries.")
+
+    @blocklist.command(name="remove", description="Remove a blocklist entry")
+    @app_commands.describe(pattern="The entry exactly as /settings blocklist list shows it")
+    async def blocklist_remove(self, interaction: discord.Interaction,
+                               pattern: app_commands.Range[str, 1, 1000]) -> None:
+        gid, store = self._guild(interaction), self.services.guild_settings
+        removed = await store.remove_pattern(gid, pattern, actor=interaction.user.id)
+        if not removed and ZWSP in pattern:  # copied out of the list's escaped code block
+            removed = await store.remove_pattern(gid, pattern.replace(ZWSP, ""),
+                                                 actor=interaction.user.id)
+        if not removed:
+            await reply_private(interaction, f"The blocklist has no entry\n{code_block([pattern])}"
+                                "\nSee `/settings blocklist list` for the exact entries.")
+            return
+        count = len(await store.patterns(gid))
+        await reply_private(interaction, f"Removed the entry\n{code_block([pattern.strip()])}\n"
+                            f"The blocklist has {count} entries.")
+
+    @blocklist.command(name="list", description="The blocklist (shown only to you)")
+    @app_commands.describe(page="Page number, from 1")
+    async def blocklist_list(self, interaction: discord.Interaction,
+                             page: app_commands.Range[int, 1, 1000] = 1) -> None:
+        entries = await self.services.guild_settings.patterns(self._guild(interaction))
+        if not entries:
+            await reply_private(interaction, "The blocklist is empty. Add entries with "
+                                "`/settings blocklist add`.")
+            return
+        pages = -(-len(entries) // BLOCKLIST_PAGE)
+        page = min(page, pages)
+        start = (page - 1) * BLOCKLIST_PAGE
+        lines = [f"{start + i + 1:>3}. {e.kind:<5} {e.pattern}"
+                 for i, e in enumerate(entries[start:start + BLOCKLIST_PAGE])]
+        embed = discord.Embed(title="Blocklist", description=code_block(lines),
+                              colour=discord.Colour.blurple())
+        embed.set_footer(text=f"Page {page} of {pages} · {len(entries)} entries · word entries "
+                         "match whole words in any case")
+        await reply_private(interaction, embed=embed)
+
+    # -- what it may cost ----------------------------------------------------------------------
+
+    @app_commands.command(name="limits", description="Per-member job limits and the server's "
+                          "daily spend cap (only given options change)")
+    @app_commands.describe(
+        daily_jobs="Jobs each member may start per UTC day (0 = no limit)",
+        cooldown_seconds="Seconds a member must wait between jobs (0 = none)",
+        concurrent_jobs="Unfinished jobs a member may have at once (0 = the bot-wide limit)",
+        daily_spend_cap_usd="US dollars this server may spend per UTC day, e.g. 20 or 12.5 "
+                            "(0 = no cap)")
+    async def limits(self, interaction: discord.Interaction,
+                     daily_jobs: app_commands.Range[int, 0, 100_000] | None = None,
+                     cooldown_seconds: app_commands.Range[int, 0, 7 * 86_400] | None = None,
+                     concurrent_jobs: app_commands.Range[int, 0, 100] | None = None,
+                     daily_spend_cap_usd: app_commands.Range[float, 0, 1_000_000] | None = None,
+                     ) -> None:
+        gid, store = self._guild(interaction), self.services.guild_settings
+        bot_limit = self.services.settings.user_max_active_jobs
+        if (daily_jobs, cooldown_seconds, concurrent_jobs, daily_spend_cap_usd) == (None,) * 4:
+            gs = await store.get(gid)
+            await reply_private(interaction, f"{limits_text(gs, bot_limit)}\nGive an option to "
+                                "change one; 0 turns it off.")
+            return
+        try:
+            cap = KEEP if daily_spend_cap_usd is None else usd_to_cents(daily_spend_cap_usd)
+        except PolicyError as err:
+            await reply_private(interaction, str(err))
+            return
+        gs_new = await attempt(interaction, store.set_limits(
+            gid, actor=interaction.user.id, daily_jobs=keep(daily_jobs),
+            cooldown_seconds=keep(cooldown_seconds), concurrent_jobs=keep(concurrent_jobs),
+            daily_spend_cap_cents=cap))
+        if gs_new is None:
+            return
+        p, notes = self.services.prices, ""
+        cheapest = credits_to_cents(min(p.p720_5s, p.p720_10s, p.p1080_5s, p.p1080_10s),
+                                    p.usd_per_credit)
+        if isinstance(cap, int) and 0 < cap < cheapest:
+            notes += f"\nNote: no clip fits under this cap; the cheapest is {format_usd(cheapest)}."
+        if concurrent_jobs and concurrent_jobs > bot_limit:
+            notes += f"\nNote: the bot-wide limit of {bot_limit} unfinished jobs still applies."
+        await reply_private(interaction, "Limits updated.\n"
+                            f"{limits_text(gs_new, bot_limit)}{notes}")
+
+    @app_commands.command(name="nsfw", description="What happens to clips WaveSpeed flags as NSFW")
+    @app_commands.describe(
+        policy="withhold: never post them; spoiler: as a spoiler in age-restricted channels only",
+        charge="Whether a withheld clip is charged; default: the bot's NSFW_CHARGE")
+    async def nsfw(self, interaction: discord.Interaction,
+                   policy: Literal["withhold", "spoiler"] | None = None,
+                   charge: Literal["charge", "refund", "default"] | None = None) -> None:
+        gid, store = self._guild(interaction), self.services.guild_settings
+        bot_default = self.services.settings.nsfw_charge
+        if policy is None and charge is None:
+            gs = await store.get(gid)
+            await reply_private(interaction, f"{nsfw_text(gs, bot_default)}\nGive `policy` or "
+                                "`charge` to change it.")
+            return
+        charged: bool | Keep | None = KEEP if charge is None else {
+            "charge": True, "refund": False, "default": None}[charge]
+        gs = await store.set_nsfw(gid, actor=interaction.user.id, policy=keep(policy),
+                                  charge=charged)
+        await reply_private(interaction, f"NSFW setting updated. {nsfw_text(gs, bot_default)}\n"
+                            "Outside age-restricted channels a flagged clip is always withheld.")
+
+    @app_commands.command(name="allowance", description="Credits members get automatically "
+                          "each day or week")
+    @app_commands.describe(
+        amount="Credits each member is topped up to per period (0 = off)",
+        period="day or week (UTC; weeks start on Monday); left out: unchanged",
+        role="Only members with this role get it; with an amount but no role: everyone")
+    async def allowance(self, interaction: discord.Interaction,
+                        amount: app_commands.Range[int, 0, MAX_AMOUNT] | None = None,
+                        period: Literal["day", "week"] | None = None,
+                        role: discord.Role | None = None) -> None:
+        gid, store = self._guild(interaction), self.services.guild_settings
+        if amount is None and period is None and role is None:
+            gs = await store.get(gid)
+            await reply_private(interaction, f"Allowance: {allowance_text(gs)}.\nSet it with "
+                                "`amount` (0 turns it off), `period` and `role`.")
+            return
+        role_id = None if role is None or role.is_default() else role.id
+        if amount is None:  # only the period and/or the role change
+            gs = await store.set_allowance(gid, actor=interaction.user.id, period=keep(period),
+                                           role=KEEP if role is None else role_id)
+        else:
+            gs = await store.set_allowance(
+                gid, actor=interaction.user.id, amount=amount, period=keep(period),
+                role=role_id if amount else None, cap=amount or None)
+        how = ("" if gs.allowance_amount <= 0 else
+               "\nEach member is granted it at their first command of the period, up to a "
+               f"balance of {gs.allowance_amount:,}: it tops them up rather than stacking.")
+        await reply_private(interaction, f"Allowance: {allowance_text(gs)}.{how}")
+
+    # -- switches --------------------------------------------------------------------------------
+
+    @app_commands.command(name="audit_channel", description="Where every job and moderation "
+                          "event is logged (none: off)")
+    @app_commands.describe(channel="The text channel for the audit log; leave out to turn it off")
+    async def audit_channel(self, interaction: discord.Interaction,
+                            channel: discord.TextChannel | None = None) -> None:
+        gid = self._guild(interaction)
+        await self.services.guild_settings.set_audit_channel(
+            gid, channel.id if channel else None, actor=interaction.user.id)
+        if channel is None:
+            await reply_private(interaction, "The audit log is off.")
+            return
+        await reply_private(interaction, f"Jobs, credit changes, refunds and refusals are logged "
+                            f"in {channel.mention} now (nobody is pinged)."
+                            f"{cannot_post_note(channel)}")
+
+    @app_commands.command(name="confirm_cost", description="Ask members to confirm the price "
+                          "before a job is charged")
+    @app_commands.describe(enabled="True: ask with a button first; False: charge right away")
+    async def confirm_cost(self, interaction: discord.Interaction,
+                           enabled: bool | None = None) -> None:
+        gid, store = self._guild(interaction), self.services.guild_settings
+        if enabled is None:
+            gs = await store.get(gid)
+            state = "on" if gs.confirm_cost else "off"
+            await reply_private(interaction, f"Cost confirmation is {state}. Give `enabled` to "
+                                "change it.")
+            return
+        await store.set_confirm_cost(gid, enabled, actor=interaction.user.id)
+        await reply_private(interaction, "Cost confirmation is on: members confirm the price "
+                            "with a button before anything is reserved." if enabled else
+                            "Cost confirmation is off: jobs are charged when they are started.")
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(SettingsCog(services_of(bot)))
