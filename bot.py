@@ -25,6 +25,7 @@ from config import Settings, SettingsError, load_settings
 from config.log_redaction import install as install_log_redaction
 from discord_layer.api_base import use_api_base, use_gateway_of
 from discord_layer.audit import AuditLog
+from discord_layer.balance_watch import BalanceWatch
 from discord_layer.buttons import DYNAMIC_ITEMS
 from discord_layer.delivery import DiscordDelivery
 from discord_layer.services import Services
@@ -103,7 +104,9 @@ class Ref2VideoBot(commands.Bot):
             gatekeeper=Gatekeeper(self.db, guild_settings, s.prices,
                                   starting_credits=s.starting_credits,
                                   bot_max_active=s.user_max_active_jobs),
-            audit=audit)
+            audit=audit,
+            balance=BalanceWatch(self._wavespeed.balance, audit, guild_settings,
+                                 threshold_usd=s.wavespeed_balance_warn_usd))
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons on job messages, across restarts
@@ -117,6 +120,7 @@ class Ref2VideoBot(commands.Bot):
         for job in await self.services.jobs.active():
             self.services.board.update(job)
         self.services.board.start()
+        self.services.balance.start()
         await self.services.engine.start()
         self._engine_started.set()
         log.info("engine started: %d queued, %d running", self.services.engine.queue_length,
@@ -152,6 +156,7 @@ class Ref2VideoBot(commands.Bot):
         if self.services is not None:
             await self.services.engine.close()
             await self.services.board.close()
+            await self.services.balance.close()
         await super().close()
 
 

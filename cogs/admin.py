@@ -108,6 +108,15 @@ class AdminCog(commands.GroupCog, group_name="admin",
         embed.add_field(name="This month (UTC)", value=(
             f"{_jobs(jobs_month)} · {credits_text(spend_month, prices.usd(spend_month))}"),
             inline=False)
+        reading = s.balance.last or await s.balance.check()
+        if reading.usd is None:
+            balance = f"unavailable ({reading.error}) · checked <t:{int(reading.at)}:R>"
+        else:
+            low = (" ⚠️ below the warning level"
+                   if reading.usd < s.settings.wavespeed_balance_warn_usd else "")
+            balance = f"${reading.usd:,.2f}{low} · checked <t:{int(reading.at)}:R>"
+        embed.add_field(name="WaveSpeed balance (the operator's account)", value=balance,
+                        inline=False)
         embed.set_footer(text="Counts delivered and unfinished jobs of this server; refunded "
                          "ones cost nothing and are left out.")
         await reply_private(interaction, embed=embed)

@@ -79,6 +79,7 @@ SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
     "POLL_INTERVAL_SECONDS",
     "JOB_TIMEOUT_SECONDS",
     "STATUS_UPDATE_SECONDS",
+    "WAVESPEED_BALANCE_WARN_USD",
     "OUTPUT_MAX_BYTES",
     "MAX_VIDEO_BYTES",
     "MAX_AUDIO_BYTES",
@@ -164,6 +165,8 @@ class Settings:
     job_timeout_seconds: float = 1800.0
     # At most how often a job's status message is edited (Discord rate-limits edits).
     status_update_seconds: float = 10.0
+    # Warn in audit channels when the WaveSpeed account balance falls below this; 0: never.
+    wavespeed_balance_warn_usd: float = 10.0
     # Largest output video the bot downloads, in bytes.
     output_max_bytes: int = 104_857_600
     # Largest reference video attachment accepted, in bytes (WaveSpeed's video limit).
@@ -200,6 +203,9 @@ class Settings:
         ]
         if not (math.isfinite(self.status_update_seconds) and self.status_update_seconds >= 1):
             wrong.append("status_update_seconds must be a finite number of at least 1")
+        warn = self.wavespeed_balance_warn_usd
+        if not (math.isfinite(warn) and warn >= 0):
+            wrong.append("wavespeed_balance_warn_usd must be a finite number of at least 0")
         nsfw_charge: object = self.nsfw_charge  # a str such as "false" would be truthy
         if not isinstance(nsfw_charge, bool):
             wrong.append("nsfw_charge must be a bool")
@@ -483,6 +489,8 @@ def load_settings(
     poll_interval = read.positive_float("POLL_INTERVAL_SECONDS", Settings.poll_interval_seconds)
     job_timeout = read.positive_float("JOB_TIMEOUT_SECONDS", Settings.job_timeout_seconds)
     status_update = read.number_at_least("STATUS_UPDATE_SECONDS", Settings.status_update_seconds, 1)
+    balance_warn = read.number_at_least(
+        "WAVESPEED_BALANCE_WARN_USD", Settings.wavespeed_balance_warn_usd, 0)
     output_max_bytes = read.integer("OUTPUT_MAX_BYTES", Settings.output_max_bytes, 1)
     max_video_bytes = read.integer("MAX_VIDEO_BYTES", Settings.max_video_bytes, 1)
     max_audio_bytes = read.integer("MAX_AUDIO_BYTES", Settings.max_audio_bytes, 1)
@@ -526,6 +534,7 @@ def load_settings(
         poll_interval_seconds=poll_interval,
         job_timeout_seconds=job_timeout,
         status_update_seconds=status_update,
+        wavespeed_balance_warn_usd=balance_warn,
         output_max_bytes=output_max_bytes,
         max_video_bytes=max_video_bytes,
         max_audio_bytes=max_audio_bytes,

@@ -8,6 +8,7 @@ from discord.ext import commands
 
 from config import Settings
 from discord_layer.audit import AuditLog
+from discord_layer.balance_watch import BalanceWatch
 from discord_layer.status import StatusBoard
 from engine.admission import Gatekeeper
 from engine.engine import JobEngine
@@ -32,6 +33,7 @@ class Services:
     db: Database
     gatekeeper: Gatekeeper
     audit: AuditLog
+    balance: BalanceWatch
 
 
 def services_of(bot: commands.Bot) -> Services:

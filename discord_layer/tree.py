@@ -11,7 +11,9 @@ from discord import app_commands
 from discord_layer.replies import reply_private
 from engine.admission import Refused
 from engine.input_rules import InputError
+from engine.policy import PolicyError
 from storage.credits import CreditError
+from storage.guild_settings import SettingsError
 from storage.jobs import JobLimitError
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ def user_message(error: BaseException) -> str | None:
         return message if "charged" in message else f"{message} Nothing was charged."
     if isinstance(error, app_commands.TransformerError):
         return f"`{error.value}` is not a valid value here."
-    if isinstance(error, InputError | CreditError | Refused):
+    if isinstance(error, InputError | CreditError | Refused | SettingsError | PolicyError):
         return str(error)
     if isinstance(error, JobLimitError):
         return (f"You already have {error.active} unfinished jobs, the most allowed at once. "

@@ -129,6 +129,14 @@ class GuildSettingsStore:
             updated_by=row["updated_by"],
         )
 
+    async def audit_channels(self) -> dict[int, int]:
+        """Every server's audit channel: guild id -> channel id."""
+        async with self.db.reading() as conn, conn.execute(
+            "SELECT guild_id, audit_channel_id FROM guild_settings"
+            " WHERE audit_channel_id IS NOT NULL"
+        ) as cur:
+            return {int(g): int(c) for g, c in await cur.fetchall()}
+
     async def patterns(self, guild_id: int) -> list[BlocklistEntry]:
         """The server's blocklist, oldest first."""
         async with self.db.reading() as conn, conn.execute(

@@ -152,6 +152,8 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("STATUS_UPDATE_SECONDS", "1", "status_update_seconds", 1.0),
     ("STATUS_UPDATE_SECONDS", "2.5", "status_update_seconds", 2.5),
     ("STATUS_UPDATE_SECONDS", "60", "status_update_seconds", 60.0),
+    ("WAVESPEED_BALANCE_WARN_USD", "0", "wavespeed_balance_warn_usd", 0.0),
+    ("WAVESPEED_BALANCE_WARN_USD", "25.5", "wavespeed_balance_warn_usd", 25.5),
     ("OUTPUT_MAX_BYTES", "1048576", "output_max_bytes", 1_048_576),
     ("MAX_VIDEO_BYTES", "1", "max_video_bytes", 1),
     ("MAX_VIDEO_BYTES", "52428800", "max_video_bytes", 52_428_800),
@@ -251,6 +253,7 @@ def test_all_problems_are_collected_at_once() -> None:
         "POLL_INTERVAL_SECONDS": "-1",
         "JOB_TIMEOUT_SECONDS": "inf",
         "STATUS_UPDATE_SECONDS": "0.5",
+        "WAVESPEED_BALANCE_WARN_USD": "-1",
         "OUTPUT_MAX_BYTES": "100MB",
         "MAX_VIDEO_BYTES": "0",
         "MAX_AUDIO_BYTES": "20 MiB",
@@ -266,8 +269,8 @@ def test_all_problems_are_collected_at_once() -> None:
         assert ": " in problem  # what is wrong: how to fix it
     message = str(err)
     lines = message.splitlines()
-    assert lines[0] == "ref2video-bot cannot start: 23 problems with its settings:"
-    assert lines[1 : 1 + 23] == [f"  - {problem}" for problem in err.problems]
+    assert lines[0] == "ref2video-bot cannot start: 24 problems with its settings:"
+    assert lines[1 : 1 + 24] == [f"  - {problem}" for problem in err.problems]
     assert "cp .env.example .env" in lines[-1]
     assert "Traceback" not in message
 

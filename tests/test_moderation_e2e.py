@@ -143,3 +143,46 @@ async def test_the_audit_channel_records_jobs_credits_and_refusals(scene: Scene)
     assert any("refused: blocked_prompt" in t and "dragon" in t for t in lines)
     for message in s.emu.channel_messages(audit.id):
         assert s.emu.mentions_pinged(message) == set()
+
+
+async def test_low_wavespeed_balance_is_shown_and_warned_once(scene: Scene) -> None:
+    s = scene
+    audit = s.guild.add_text_channel("audit")
+    await rules(s).set_audit_channel(s.guild.id, audit.id, actor=s.admin.id)
+    watch = s.world.services.balance
+    s.wavespeed.balance_usd = 4.5  # below the default warning level of $10
+    await watch.check()
+    await watch.check()  # still low: no second warning
+
+    def warnings() -> list[str]:
+        return [m.content for m in s.emu.channel_messages(audit.id) if "balance" in m.content]
+
+    await s.emu.wait_for(lambda: warnings(), within=5.0)
+    assert len(warnings()) == 1 and "$4.50" in warnings()[0]
+    rec = await s.emu.invoke("admin", subcommand="status", user=s.admin, channel=s.channel)
+    shown = (await rec.wait_response()).embeds[0]
+    assert any("$4.50" in f["value"] and "below" in f["value"] for f in shown["fields"])
+    s.wavespeed.balance_usd = 50.0
+    await watch.check()
+    s.wavespeed.balance_usd = 3.0
+    await watch.check()  # fell again after recovering: warned again
+    await s.emu.wait_for(lambda: len(warnings()) == 2, within=5.0)
+
+
+async def test_withhold_policy_keeps_flagged_clips_out_of_age_restricted_channels(
+    scene: Scene
+) -> None:
+    from tests.fakes.wavespeed import TaskBehaviour
+
+    s = scene
+    adults = s.guild.add_text_channel("after-dark", nsfw=True)
+    await rules(s).set_nsfw(s.guild.id, policy="withhold", actor=s.admin.id)
+    await s.grant(s.alice, 500)
+    s.wavespeed.queue_tasks(TaskBehaviour.nsfw())
+    rec = await s.emu.invoke("ref2video", user=s.alice, channel=adults,
+                             options={"prompt": "a cat", "video": s.video()})
+    await rec.wait_response(within=10.0)
+    job = await job_done(s, 1, "failed")
+    assert job.failure_code == "withheld"
+    assert not any(m.attachments for m in s.thread_messages())
+    assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
