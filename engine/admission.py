@@ -75,7 +75,7 @@ class Gatekeeper:
         self._prices = prices
         self._starting_credits = starting_credits
         self._bot_max_active = bot_max_active
-        self._clock = clock
+        self.clock = clock  # swappable, so tests can step into the next day
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @asynccontextmanager
@@ -99,7 +99,7 @@ class Gatekeeper:
             log.info("guild %d: prompt of user %d refused (%s)", who.guild_id, who.user_id,
                      blocked.detail)
             raise Refused(blocked)
-        now = self._clock()
+        now = self.clock()
         granted = 0
         amount = allowance_for(settings, who.role_ids)
         if amount > 0:

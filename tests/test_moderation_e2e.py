@@ -34,6 +34,10 @@ def rules(s: Scene) -> GuildSettingsStore:
 
 async def assert_refused(s: Scene, words: str, *, prompt: str = "a cat surfing",
                          submissions: int = 0) -> str:
+    """Refused privately, nothing charged or submitted or posted, and the refusal is in the
+    server's audit channel."""
+    audit = s.guild.add_text_channel("audit-log")
+    await rules(s).set_audit_channel(s.guild.id, audit.id, actor=s.admin.id)
     before = await s.world.ledger_count()
     public = len(s.emu.channel_messages(s.channel.id, include_ephemeral=False))
     reply = await s.generate(s.alice, prompt)
@@ -43,6 +47,9 @@ async def assert_refused(s: Scene, words: str, *, prompt: str = "a cat surfing",
     assert len(s.wavespeed.submissions) == submissions
     assert await s.world.ledger_count() == before
     assert len(s.emu.channel_messages(s.channel.id, include_ephemeral=False)) == public
+    logged = await s.emu.wait_for(lambda: s.emu.channel_messages(audit.id), within=5.0)
+    assert f"/ref2video by <@{s.alice.id}>" in logged[-1].content
+    assert "refused" in logged[-1].content and prompt not in logged[-1].content
     return reply.content
 
 
@@ -131,7 +138,7 @@ async def test_the_audit_channel_records_jobs_credits_and_refusals(scene: Scene)
     await s.generate(s.alice, "@everyone a cat")
     await job_done(s, 1)
     await rules(s).add_pattern(s.guild.id, "dragon", "word", actor=s.admin.id)
-    await assert_refused(s, "does not allow", prompt="a dragon", submissions=1)
+    assert "does not allow" in (await s.generate(s.alice, "a dragon")).content
 
     def posted() -> list[str]:
         return [m.content for m in s.emu.channel_messages(audit.id)]
@@ -186,3 +193,22 @@ async def test_withhold_policy_keeps_flagged_clips_out_of_age_restricted_channel
     assert job.failure_code == "withheld"
     assert not any(m.attachments for m in s.thread_messages())
     assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
+
+
+async def test_next_days_allowance_appears_once(scene: Scene) -> None:
+    import time
+
+    s = scene
+    await rules(s).set_allowance(s.guild.id, amount=200, period="day", cap=200,
+                                 actor=s.admin.id)
+    first = await s.generate(s.alice, "day one")  # 0 credits before: the allowance pays
+    assert "Job #1 is queued" in first.content
+    await job_done(s, 1)
+    assert await s.world.balance(s.guild.id, s.alice.id) == (100, 0)
+    s.world.services.gatekeeper.clock = lambda: time.time() + 86_400  # tomorrow
+    replies = await asyncio.gather(*(s.generate(s.alice, f"day two {i}") for i in range(4)))
+    assert sum("is queued" in r.content for r in replies) == 2  # topped up to 200 = 2 jobs
+    async with s.world.db.reading() as conn, conn.execute(
+        "SELECT delta_balance FROM ledger WHERE kind = 'grant' ORDER BY id") as cur:
+        grants = [r[0] for r in await cur.fetchall()]
+    assert grants == [200, 100]  # one grant a day; day two's tops 100 up to 200
