@@ -67,6 +67,9 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                       user: discord.Member | None = None) -> None:
         assert interaction.guild_id is not None
         who = self._who(interaction, user)
+        if who == interaction.user.id:  # acting, so any allowance due is granted now
+            roles = frozenset(r.id for r in getattr(interaction.user, "roles", ()))
+            await self.services.gatekeeper.grant_due_allowance(interaction.guild_id, who, roles)
         bal = await self.services.credits.balance(interaction.guild_id, who)
         prices = self.services.prices
         held = f", plus {bal.held:,} held for unfinished jobs" if bal.held else ""

@@ -100,14 +100,7 @@ class Gatekeeper:
                      blocked.detail)
             raise Refused(blocked)
         now = self.clock()
-        granted = 0
-        amount = allowance_for(settings, who.role_ids)
-        if amount > 0:
-            granted = await grant_allowance_once(
-                self._db, who.guild_id, who.user_id, amount,
-                period_start(now, settings.allowance_period), now,
-                period=settings.allowance_period, starting_credits=self._starting_credits,
-                cap=settings.allowance_cap)
+        granted = await self._grant_due(settings, who.user_id, who.role_ids, now)
         if settings.has_limits:
             day_start, next_day = day_window(now)
             usage = await limit_usage(self._db, who.guild_id, who.user_id, since=day_start)
@@ -122,3 +115,20 @@ class Gatekeeper:
             if refusal is not None:
                 raise Refused(refusal)
         return Admission(settings, effective_max_active(settings, self._bot_max_active), granted)
+
+    async def grant_due_allowance(self, guild_id: int, user_id: int,
+                                  role_ids: Collection[int]) -> int:
+        """Any allowance this member is due now (e.g. before showing their balance)."""
+        settings = await self._settings.get(guild_id)
+        return await self._grant_due(settings, user_id, role_ids, self.clock())
+
+    async def _grant_due(self, settings: GuildSettings, user_id: int,
+                         role_ids: Collection[int], now: float) -> int:
+        amount = allowance_for(settings, role_ids)
+        if amount <= 0:
+            return 0
+        return await grant_allowance_once(
+            self._db, settings.guild_id, user_id, amount,
+            period_start(now, settings.allowance_period), now,
+            period=settings.allowance_period, starting_credits=self._starting_credits,
+            cap=settings.allowance_cap)

@@ -201,6 +201,9 @@ async def test_next_days_allowance_appears_once(scene: Scene) -> None:
     s = scene
     await rules(s).set_allowance(s.guild.id, amount=200, period="day", cap=200,
                                  actor=s.admin.id)
+    looked = await s.emu.invoke("credits", subcommand="balance", user=s.alice,
+                                channel=s.channel)
+    assert "200 credits" in (await looked.wait_response()).content  # granted on first look
     first = await s.generate(s.alice, "day one")  # 0 credits before: the allowance pays
     assert "Job #1 is queued" in first.content
     await job_done(s, 1)
