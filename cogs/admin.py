@@ -17,9 +17,10 @@ from discord.ext import commands
 from cogs.credits import require_moderator
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
-from discord_layer.text import credits_text, shorten
+from discord_layer.settings_view import pause_state
+from discord_layer.text import credits_text
 from engine.policy import day_window, format_usd
-from storage.guild_settings import MAX_PAUSE_MESSAGE_CHARS, GuildSettings
+from storage.guild_settings import MAX_PAUSE_MESSAGE_CHARS
 from storage.usage import guild_jobs_since, guild_spend_since
 
 
@@ -28,13 +29,6 @@ def month_start(now: float) -> int:
     moment = datetime.fromtimestamp(now, tz=UTC)
     return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
-
-def pause_state(gs: GuildSettings) -> str:
-    if not gs.paused:
-        return "Running: new jobs are accepted."
-    said = discord.utils.escape_markdown((gs.pause_message or "").strip())
-    shown = f" Members are told: {shorten(said, 700)}" if said else ""
-    return f"**Paused**: new jobs are refused; started ones finish.{shown}"
 
 
 def _jobs(count: int) -> str:
