@@ -15,7 +15,7 @@ from discord_layer.buttons import CONFIRM_SECONDS, ConfirmStart, queued_view
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.status import status_embed
-from discord_layer.text import NO_PINGS, SIZE_LABELS, credits_text, thread_name
+from discord_layer.text import NO_PINGS, SIZE_LABELS, credits_text, job_link, thread_name
 from engine.admission import Refused, Requester
 from engine.input_rules import InputError, check_media, check_text
 from storage.credits import InsufficientCreditsError
@@ -146,13 +146,10 @@ class GenerateCog(commands.Cog):
             s.engine.enqueue(queued)
             s.board.update(queued)
 
-        where = f"https://discord.com/channels/{interaction.guild_id}/" + (
-            f"{context['thread_id']}" if context.get("thread_id")
-            else f"{channel.id}/{context['status_message_id']}")
         await reply_private(
             interaction,
             f"Job #{job.id} is queued. {credits_text(price, s.prices.usd(price))} reserved; "
-            f"you have {balance.available:,} credits left. Follow it here: {where}\n"
+            f"you have {balance.available:,} credits left. Follow it here: {job_link(queued)}\n"
             "You are only charged if the clip is delivered; a failure is refunded in full.")
 
     async def _post_status(

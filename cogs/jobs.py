@@ -7,6 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.credits import is_moderator
+from discord_layer.buttons import cancel_and_tell
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.text import credits_text, job_link, shorten, timestamp
@@ -66,14 +67,7 @@ class JobsCog(commands.GroupCog, group_name="jobs",
                 interaction, f"Job #{job} is {found.state.value}, so it can no longer be "
                 "cancelled: only queued jobs can (once WaveSpeed has it, it is paid for).")
             return
-        who = "its owner" if found.user_id == interaction.user.id else "a moderator"
-        cancelled = await s.engine.cancel(job, reason=f"cancelled by {who}")
-        if cancelled is None:
-            await reply_private(interaction, f"Job #{job} started just now, so it can no longer "
-                                "be cancelled.")
-            return
-        await reply_private(interaction, f"Job #{job} is cancelled and its "
-                            f"{credits_text(found.price, s.prices.usd(found.price))} refunded.")
+        await cancel_and_tell(interaction, found)
 
     @cancel.autocomplete("job")
     async def _queued_jobs(self, interaction: discord.Interaction,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -30,9 +30,10 @@ CONFIRM_SECONDS = 120.0
 
 
 def _services(interaction: discord.Interaction) -> Services:
-    services = getattr(interaction.client, "services", None)
-    assert services is not None, "the bot has no services"
-    return cast("Services", services)
+    # Imported here: services -> status -> buttons would otherwise be a cycle.
+    from discord_layer.services import services_of
+
+    return services_of(interaction.client)
 
 
 async def _job_for(interaction: discord.Interaction, job_id: int, *, moderators: bool
@@ -76,17 +77,21 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
     async def callback(self, interaction: discord.Interaction) -> None:
         job = await _job_for(interaction, self.job_id, moderators=True)
-        if job is None:
-            return
-        s = _services(interaction)
-        who = "its owner" if job.user_id == interaction.user.id else "a moderator"
-        cancelled = await s.engine.cancel(job.id, reason=f"cancelled by {who}")
-        if cancelled is None:
-            await reply_private(interaction, f"Job #{job.id} has already started, so it can "
-                                "no longer be cancelled.")
-            return
-        await reply_private(interaction, f"Job #{job.id} is cancelled and its "
-                            f"{credits_text(job.price, s.prices.usd(job.price))} refunded.")
+        if job is not None:
+            await cancel_and_tell(interaction, job)
+
+
+async def cancel_and_tell(interaction: discord.Interaction, job: Job) -> None:
+    """Cancel a job this member may cancel (owner or moderator), refund it, and say so.
+    Used by the Cancel button and by /jobs cancel."""
+    s = _services(interaction)
+    who = "its owner" if job.user_id == interaction.user.id else "a moderator"
+    if await s.engine.cancel(job.id, reason=f"cancelled by {who}") is None:
+        await reply_private(interaction, f"Job #{job.id} has already started, so it can no "
+                            "longer be cancelled.")
+        return
+    await reply_private(interaction, f"Job #{job.id} is cancelled and its "
+                        f"{credits_text(job.price, s.prices.usd(job.price))} refunded.")
 
 
 class ConfirmStart(discord.ui.View):

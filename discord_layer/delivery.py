@@ -56,8 +56,8 @@ class DiscordDelivery:
 
     async def deliver(self, job: Job, clip: Clip) -> dict[str, Any]:
         target = await self._target(job)
-        origin = await self._channel(job.channel_id)
-        if clip.nsfw:
+        if clip.nsfw:  # only then does the channel the job was asked in matter
+            origin = await self._channel(job.channel_id)
             await self._check_nsfw(job, target, _age_restricted(origin))
         limit = target.guild.filesize_limit
         head = f"<@{job.user_id}> your clip is ready."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from discord.ext import commands
+import discord
 
 from config import Settings
 from discord_layer.audit import AuditLog
@@ -36,7 +36,7 @@ class Services:
     balance: BalanceWatch
 
 
-def services_of(bot: commands.Bot) -> Services:
+def services_of(bot: discord.Client) -> Services:
     """The bot's services; the composition root (bot.py) sets `bot.services`."""
     services = getattr(bot, "services", None)
     if not isinstance(services, Services):
