@@ -54,6 +54,14 @@ def fast_limits(settings: Settings) -> EngineLimits:
                                resume_delay=0.05)
 
 
+async def ledger_kinds(db: Database, job_id: int) -> list[str]:
+    """The ledger kinds written for one job, oldest first."""
+    async with db.reading() as conn, conn.execute(
+        "SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)
+    ) as cur:
+        return [str(r[0]) for r in await cur.fetchall()]
+
+
 class BotWorld:
     def __init__(self, tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWaveSpeed,
                  **overrides: Any) -> None:
@@ -104,10 +112,7 @@ class BotWorld:
         return b.available, b.held
 
     async def ledger_kinds(self, job_id: int) -> list[str]:
-        async with self.db.reading() as conn, conn.execute(
-            "SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)
-        ) as cur:
-            return [str(r[0]) for r in await cur.fetchall()]
+        return await ledger_kinds(self.db, job_id)
 
     async def ledger_count(self) -> int:
         async with self.db.reading() as conn, conn.execute("SELECT COUNT(*) FROM ledger") as cur:

@@ -5,6 +5,7 @@ record. Assertions are on what Discord and WaveSpeed saw and on the books."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,17 +71,25 @@ async def make_scene(tmp_path: Path, emu: DiscordEmulator, wavespeed: FakeWaveSp
     return Scene(world, emu, wavespeed, guild, channel, admin, alice, bob)
 
 
-@pytest.fixture
-async def scene(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Scene]:
-    settings = getattr(request, "param", {})
-    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
-                                                       complete_after=0.1) as wavespeed:
-        s = await make_scene(tmp_path, emu, wavespeed, **settings)
+@contextlib.asynccontextmanager
+async def open_scene(tmp_path: Path, *, processing_after: float = 0.01,
+                     complete_after: float = 0.1, **settings: Any) -> AsyncIterator[Scene]:
+    """A started bot against a fresh emulator and fake WaveSpeed; stopped afterwards, and
+    the emulator must not have hit an error of its own."""
+    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=processing_after,
+                                                       complete_after=complete_after) as ws:
+        s = await make_scene(tmp_path, emu, ws, **settings)
         try:
             yield s
         finally:
             await s.world.stop()
             assert emu.internal_errors == []
+
+
+@pytest.fixture
+async def scene(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Scene]:
+    async with open_scene(tmp_path, **getattr(request, "param", {})) as s:
+        yield s
 
 
 async def job_done(s: Scene, job_id: int, state: str = "delivered") -> Any:
@@ -267,27 +276,24 @@ async def test_cancel_a_queued_job_refunds_it(scene: Scene) -> None:
 # ---- load ------------------------------------------------------------------------------------
 
 async def test_a_burst_of_50_users_is_acknowledged_in_time(tmp_path: Path) -> None:
-    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.0,
-                                                       complete_after=0.05) as wavespeed:
-        s = await make_scene(tmp_path, emu, wavespeed, wavespeed_max_concurrent=8)
-        try:
-            members = [s.guild.add_member(None, f"user{i}") for i in range(50)]
-            for member in members:
-                await s.world.services.credits.grant(s.guild.id, member.id, 100, actor_id=1)
-            video = s.video()
-            records = [await emu.invoke("ref2video", user=m, channel=s.channel,
-                                        options={"prompt": f"clip {i}", "video": video})
-                       for i, m in enumerate(members)]
-            await wait_for(_all_acked(records), within=5.0)
-            late = [r.acked_at for r in records if r.late or (r.acked_at or 99) >= 3.0]
-            assert late == []
-            for job_id in range(1, 51):
-                await s.world.wait_job_state(job_id, "delivered", within=60.0)
-            assert len(wavespeed.submissions) == 50
-            assert wavespeed.max_running_seen <= 8
-            await audit_clean(s)
-        finally:
-            await s.world.stop()
+    async with open_scene(tmp_path, processing_after=0.0, complete_after=0.05,
+                          wavespeed_max_concurrent=8) as s:
+        emu, wavespeed = s.emu, s.wavespeed
+        members = [s.guild.add_member(None, f"user{i}") for i in range(50)]
+        for member in members:
+            await s.world.services.credits.grant(s.guild.id, member.id, 100, actor_id=1)
+        video = s.video()
+        records = [await emu.invoke("ref2video", user=m, channel=s.channel,
+                                    options={"prompt": f"clip {i}", "video": video})
+                   for i, m in enumerate(members)]
+        await wait_for(_all_acked(records), within=5.0)
+        late = [r.acked_at for r in records if r.late or (r.acked_at or 99) >= 3.0]
+        assert late == []
+        for job_id in range(1, 51):
+            await s.world.wait_job_state(job_id, "delivered", within=60.0)
+        assert len(wavespeed.submissions) == 50
+        assert wavespeed.max_running_seen <= 8
+        await audit_clean(s)
 
 
 def _all_acked(records: list[Any]) -> Any:

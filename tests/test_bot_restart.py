@@ -8,21 +8,15 @@ from pathlib import Path
 
 from storage.credits import CreditStore, audit
 from storage.database import Database
-from tests.bot_world import BotProcess, world_settings
+from tests.bot_world import BotProcess, ledger_kinds, world_settings
 from tests.fakes.discord import DiscordEmulator, Perm
 from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
 from tests.harness import wait_for
 from tests.media import make_mp4
 
 
-async def _ledger_kinds(db: Database) -> list[str]:
-    async with db.reading() as conn, conn.execute(
-        "SELECT kind FROM ledger WHERE job_id = 1 ORDER BY id") as cur:
-        return [str(r[0]) for r in await cur.fetchall()]
-
-
 async def _captured(db: Database) -> bool:
-    return "capture" in await _ledger_kinds(db)
+    return "capture" in await ledger_kinds(db, 1)
 
 
 async def started(proc: BotProcess, emu: DiscordEmulator, times: int) -> None:
@@ -73,7 +67,7 @@ async def test_killed_while_running_the_clip_arrives_once(tmp_path: Path) -> Non
             assert len(wavespeed.submissions) == 1  # polled again, never resubmitted
             db = await Database.open(settings.database_path)
             try:
-                assert await _ledger_kinds(db) == ["reserve", "capture"]
+                assert await ledger_kinds(db, 1) == ["reserve", "capture"]
                 balance = await CreditStore(db).balance(guild.id, alice.id)
                 assert (balance.available, balance.held) == (400, 0)
                 assert await audit(db) == []

@@ -10,22 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.discord import DiscordEmulator, MessageRecord
-from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
-from tests.test_bot_e2e import Scene, job_done, make_scene
+from tests.fakes.discord import MessageRecord
+from tests.fakes.wavespeed import TaskBehaviour
+from tests.test_bot_e2e import Scene, job_done, open_scene
 
 
 @pytest.fixture
 async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
-    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
-                                                       complete_after=0.05) as wavespeed:
-        s = await make_scene(tmp_path, emu, wavespeed, wavespeed_max_concurrent=1)
-        try:
-            yield s
-        finally:
-            await s.world.stop()
-            assert emu.internal_errors == []
-
+    async with open_scene(tmp_path, complete_after=0.05, wavespeed_max_concurrent=1) as s:
+        yield s
 
 def custom_ids(message: MessageRecord) -> list[str]:
     return [c["custom_id"] for row in message.components for c in row.get("components", [])

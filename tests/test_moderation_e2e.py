@@ -11,22 +11,13 @@ from pathlib import Path
 import pytest
 
 from storage.guild_settings import GuildSettingsStore
-from tests.fakes.discord import DiscordEmulator
-from tests.fakes.wavespeed import FakeWaveSpeed
-from tests.test_bot_e2e import Scene, job_done, make_scene
+from tests.test_bot_e2e import Scene, job_done, open_scene
 
 
 @pytest.fixture
 async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
-    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
-                                                       complete_after=0.05) as wavespeed:
-        s = await make_scene(tmp_path, emu, wavespeed)
-        try:
-            yield s
-        finally:
-            await s.world.stop()
-            assert emu.internal_errors == []
-
+    async with open_scene(tmp_path, complete_after=0.05) as s:
+        yield s
 
 def rules(s: Scene) -> GuildSettingsStore:
     return s.world.services.guild_settings

@@ -12,24 +12,16 @@ from typing import Any
 import pytest
 
 from storage.guild_settings import GuildSettings
-from tests.fakes.discord import Channel, DiscordEmulator, Member, MessageRecord, Perm
-from tests.fakes.wavespeed import FakeWaveSpeed
-from tests.test_bot_e2e import Scene, job_done, make_scene
+from tests.fakes.discord import Channel, Member, MessageRecord, Perm
+from tests.test_bot_e2e import Scene, job_done, open_scene
 
 ZWSP = "\u200b"
 
 
 @pytest.fixture
 async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
-    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=0.01,
-                                                       complete_after=0.1) as wavespeed:
-        s = await make_scene(tmp_path, emu, wavespeed)
-        try:
-            yield s
-        finally:
-            await s.world.stop()
-            assert emu.internal_errors == []
-
+    async with open_scene(tmp_path) as s:
+        yield s
 
 async def ask(s: Scene, command: str, subcommand: str, *, group: str | None = None,
               by: Member | None = None, at: Channel | None = None,
