@@ -37,8 +37,8 @@ class JobsCog(commands.GroupCog, group_name="jobs",
             if job.state is JobState.QUEUED:
                 position = s.engine.queue_position(job.id)
                 state = f"queued, position {position}" if position else "queued"
-            charged = {JobState.DELIVERED: "charged", JobState.FAILED: "refunded",
-                       JobState.CANCELLED: "refunded"}.get(job.state, "held")
+            charged = "charged" if job.state is JobState.DELIVERED else (
+                job.refunded if job.state.is_terminal else "held")
             prompt = discord.utils.escape_markdown(shorten(" ".join(job.request.prompt.split()),
                                                            50))
             cost = credits_text(job.price, s.prices.usd(job.price))
@@ -51,7 +51,7 @@ class JobsCog(commands.GroupCog, group_name="jobs",
     @app_commands.command(name="cancel", description="Cancel a queued job; it is refunded")
     @app_commands.describe(job="The job number (see /jobs list)")
     async def cancel(self, interaction: discord.Interaction,
-                     job: app_commands.Range[int, 1, 2**53]) -> None:
+                     job: app_commands.Range[int, 1, 2**53 - 1]) -> None:
         assert interaction.guild_id is not None
         s = self.services
         found = await s.jobs.get(job)

@@ -3,8 +3,9 @@
 Point discord.py at it with `discord.http.Route.BASE = emulator.api_base` and
 `DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(emulator.gateway_url)` (the URL that
 `GET {api_base}/gateway/bot` reports). Build the world (guilds, channels, members, roles),
-drive interactions with `invoke`, `click` and `submit_modal`, and read what the bot did from
-`requests`, `messages`, `threads` and `interactions`. Discord's limits are enforced with
+drive interactions with `invoke`, `autocomplete`, `click` and `submit_modal`, inject faults
+with `rate_limit` (429s) and `fail_after_commit` (lost replies), and read what the bot did
+from `requests`, `messages`, `threads` and `interactions`. Discord's limits are enforced with
 Discord's status codes (see DiscordEmulator's docstring). The world and records live in
 discord_model.py, the websocket in discord_gateway.py, interaction building in
 discord_interactions.py.
@@ -25,7 +26,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from tests.fakes.discord_gateway import Gateway
-from tests.fakes.discord_interactions import InteractionBuilder
+from tests.fakes.discord_interactions import (
+    InteractionBuilder,
+    validate_autocomplete,
+    validate_modal,
+)
 from tests.fakes.discord_model import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_FILESIZE_LIMIT,
@@ -40,11 +45,13 @@ from tests.fakes.discord_model import (
     Channel,
     Guild,
     InteractionRecord,
+    LostReplyRule,
     Member,
     MessageRecord,
     MiB,
     Perm,
     RateLimitRule,
+    RefusalRule,
     Rejection,
     RequestRecord,
     Role,
@@ -61,6 +68,7 @@ from tests.fakes.discord_model import (
     thread_options,
     unknown,
     validate_message,
+    validate_nonce,
 )
 
 API = "/api/v10"
@@ -86,20 +94,25 @@ class _Upload:
 class DiscordEmulator:
     """Enforced as Discord does: first callback within `ack_deadline` s (else 404 10062, and
     the record's `late` is set), one first callback (400 40060), follow-ups and @original
-    edits within `token_lifetime` s (401 50027), content <= 2000 chars and <= 10 embeds
-    (400 50035), <= 10 attachments (400 30015), each file <= the guild's filesize_limit and a
-    request's files <= max(filesize_limit, request_size_limit) (413 40005), empty messages
-    (400 50006), the bot's channel permissions for posting, attaching and creating threads
-    (403 50013), thread names 1-100 chars and auto_archive_duration 60/1440/4320/10080 (400
+    edits within `token_lifetime` s (401 50027), content <= 2000 chars, embeds, components
+    and allowed_mentions within Discord's limits (400 50035, see discord_model.validate_*),
+    <= 10 attachments (400 30015), each file <= the guild's filesize_limit and a request's
+    files <= max(filesize_limit, request_size_limit) (413 40005), empty messages (400
+    50006), the bot's channel permissions for posting, attaching and creating threads (403
+    50013), thread names 1-100 chars and auto_archive_duration 60/1440/4320/10080 (400
     50035), the bot token on REST (401) and IDENTIFY (close 4004), privileged intents (4014),
-    command names/descriptions/option order on sync (400 50035)."""
+    every documented limit of a command sync, a modal and autocomplete results (400 50035;
+    see discord_interactions), and `enforce_nonce` deduplication of channel messages within
+    `nonce_window` s (the earlier message is returned, nothing new is created)."""
 
     def __init__(
         self, *, bot_name: str = "ref2video", ack_deadline: float = 3.0,
         token_lifetime: float = 15 * 60, request_size_limit: int = 25 * MiB,
         privileged_intents: int = 0, heartbeat_interval_ms: int = 41_250,
+        nonce_window: float = 5 * 60,
     ) -> None:
         self.ack_deadline = ack_deadline
+        self.nonce_window = nonce_window  # Docs: enforce_nonce looks back "a few minutes"
         self.token_lifetime = token_lifetime
         self.request_size_limit = request_size_limit
         self.privileged_intents = privileged_intents
@@ -125,6 +138,8 @@ class DiscordEmulator:
         self._by_id: dict[int, InteractionRecord] = {}
         self._by_token: dict[str, InteractionRecord] = {}
         self._rate_limits: list[RateLimitRule] = []
+        self._lost_replies: list[LostReplyRule] = []
+        self._refusals: list[RefusalRule] = []
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -255,8 +270,43 @@ class DiscordEmulator:
     def rate_limit(self, method: str, path_regex: str, *, retry_after: float = 0.2,
                    times: int = 1, is_global: bool = False) -> None:
         """Answer the next `times` matching requests (re.search on the path) with a 429."""
-        self._rate_limits.append(RateLimitRule(method.upper(), re.compile(path_regex),
-                                               retry_after, times, is_global))
+        self._rate_limits.append(RateLimitRule(
+            method.upper(), re.compile(path_regex), times, retry_after=retry_after,
+            is_global=is_global))
+
+    def fail_after_commit(self, method: str, path_regex: str, status: int = 500,
+                          times: int = 1) -> None:
+        """Process the next `times` matching requests (re.search on the path) that succeed
+        in full - the message is created, the edit applied - then answer `status` with a
+        JSON error body instead, as when a reply is lost on the way back. Each such request
+        has `reply_lost` set. discord.py retries 500, 502, 504 and 524 (up to 5 tries, 1 + 2n
+        s apart); a retried channel post carries the same enforce_nonce, so it gets the
+        message already created, while follow-ups and callbacks have no nonce."""
+        self._lost_replies.append(LostReplyRule(
+            method.upper(), re.compile(path_regex), times, status=status))
+
+    def refuse(self, method: str, path_regex: str, status: int, *, code: int = 0,
+               message: str = "injected refusal", times: int = 1) -> None:
+        """Answer the next `times` matching requests (re.search on the path) with `status`
+        and Discord's error body, without processing them: nothing is created."""
+        self._refusals.append(RefusalRule(
+            method.upper(), re.compile(path_regex), times, status=status, code=code,
+            message=message))
+
+    def member_says(self, member: Member, channel: Channel | Thread, content: str
+                    ) -> MessageRecord:
+        """A member posts a plain message (traffic around the bot's own posts)."""
+        msg = MessageRecord(self.next_id(), channel.id, channel.guild.id, member.id, "user",
+                            content=content)
+        self.messages.append(msg)
+        self._messages[msg.id] = msg
+        if isinstance(channel, Thread):
+            channel.message_count += 1
+        self.dispatch("MESSAGE_CREATE", {**self._created_payload(msg),
+                                         "member": member.payload(user=False),
+                                         "guild_id": str(channel.guild.id)},
+                      intent=INTENT_GUILD_MESSAGES)
+        return msg
 
     async def wait_for(self, predicate: Callable[[], _T], within: float = 5.0) -> _T:
         return await poll(predicate, within, lambda: f"condition {predicate!r} never held")
@@ -275,6 +325,17 @@ class DiscordEmulator:
         return self._start(self._builder.command(command, user=user, channel=channel,
                                                  options=options or {}, subcommand=subcommand,
                                                  group=group, locale=locale))
+
+    async def autocomplete(self, command: str, *, user: Member | User, channel: Channel | Thread,
+                           focused: str, options: Mapping[str, Any],
+                           subcommand: str | None = None, group: str | None = None,
+                           locale: str = "en-US") -> InteractionRecord:
+        """Dispatch an autocomplete interaction (type 4) for option `focused`, whose value in
+        `options` is what the user has typed so far; the record's `choices` gets the
+        bot's answer (callback type 8)."""
+        return self._start(self._builder.command(command, user=user, channel=channel,
+                                                 options=options, subcommand=subcommand,
+                                                 group=group, locale=locale, focused=focused))
 
     async def click(self, message: MessageRecord, custom_id: str, *, user: Member | User,
                     values: Sequence[str] | None = None) -> InteractionRecord:
@@ -309,6 +370,11 @@ class DiscordEmulator:
         try:
             early = self._forced_429(request, record) or self._auth(request)
             response = early if early is not None else await handler(request)
+            if early is None and response.status < 400 and (rule := next(
+                (r for r in self._lost_replies if r.matches(request.method, request.path)), None
+            )) is not None:
+                record.reply_lost = True
+                response = json_response(rule.body(), rule.status)
         except ApiError as exc:
             record.code = exc.code
             response = json_response(exc.body(), exc.status)
@@ -328,6 +394,11 @@ class DiscordEmulator:
             if rule.matches(request.method, request.path):
                 record.forced = True
                 return json_response(rule.body(), 429, rule.headers())
+        for refusal in self._refusals:
+            if refusal.matches(request.method, request.path):
+                record.forced = True
+                record.code = refusal.code
+                return json_response(refusal.body(), refusal.status)
         return None
 
     def _auth(self, request: web.Request) -> web.Response | None:
@@ -458,14 +529,28 @@ class DiscordEmulator:
     def _create(self, channel: Channel | Thread, payload: Mapping[str, Any],
                 uploads: list[_Upload], *, via: str, rec: InteractionRecord | None = None
                 ) -> MessageRecord:
+        msg = self._draft(channel, payload, uploads, via=via, rec=rec)
+        self._store(msg, channel)
+        return msg
+
+    def _draft(self, channel: Channel | Thread, payload: Mapping[str, Any],
+               uploads: list[_Upload], *, via: str, rec: InteractionRecord | None = None
+               ) -> MessageRecord:
+        """A validated new message, not yet stored."""
         msg = MessageRecord(
             self.next_id(), channel.id, channel.guild.id, self.bot.id, via,
             type=20 if rec is not None and rec.type == 2 else 0,
             interaction_id=rec.id if rec is not None else None,
             webhook_id=self.application_id if rec is not None else None)
         self._apply(msg, payload, uploads, channel, creating=True)
-        self._store(msg, channel)
         return msg
+
+    def _created_payload(self, m: MessageRecord) -> dict[str, Any]:
+        """A message as Create Message and MESSAGE_CREATE show it: with its nonce."""
+        data = self.message_payload(m)
+        if m.nonce is not None:
+            data["nonce"] = m.nonce
+        return data
 
     def _store(self, msg: MessageRecord, channel: Channel | Thread) -> None:
         self.messages.append(msg)
@@ -474,7 +559,7 @@ class DiscordEmulator:
             channel.message_count += 1
         if not msg.ephemeral:
             member = channel.guild.bot_member.payload(user=False)
-            self.dispatch("MESSAGE_CREATE", {**self.message_payload(msg), "member": member,
+            self.dispatch("MESSAGE_CREATE", {**self._created_payload(msg), "member": member,
                                              "guild_id": str(channel.guild.id)},
                           intent=INTENT_GUILD_MESSAGES)
 
@@ -525,11 +610,11 @@ class DiscordEmulator:
         scope = self._command_scope(request)
         body = json.loads(await request.text() or "null")
         request[_RECORD].json = body
-        self._builder.validate_commands(body)
+        self._builder.validate_commands(body, guild=scope is not None)
         old = {(c["name"], c["type"]): c for c in self.commands.get(scope, [])}
         stored = []
         for cmd in body:
-            kind = cmd.get("type", 1)
+            kind = cmd.get("type") or 1
             prev = old.get((cmd["name"], kind))
             data = {"default_member_permissions": None, "nsfw": False, "description": "",
                     "options": [], **cmd, "type": kind,
@@ -566,7 +651,7 @@ class DiscordEmulator:
                  uploads: list[_Upload]) -> dict[str, Any]:
         kind = payload.get("type")
         data = payload.get("data") or {}
-        allowed = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 5: {4, 5, 6, 7}}[rec.type]
+        allowed = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}[rec.type]
         if rec.type == 5 and rec.source_message is None:
             allowed = {4, 5}
         if kind not in allowed:
@@ -587,11 +672,11 @@ class DiscordEmulator:
             message = rec.source_message
             if kind == 7 and message is not None:
                 self._apply(message, data, uploads, channel, creating=False)
+        elif kind == 8:
+            assert rec.focused is not None
+            rec.choices = validate_autocomplete(payload.get("data"), rec.focused)
         elif kind == 9:
-            if not data.get("custom_id") or not data.get("title") or not data.get("components"):
-                raise form_error(["data"], "BASE_TYPE_REQUIRED",
-                                 "A modal needs custom_id, title and components")
-            rec.modal = dict(data)
+            rec.modal = validate_modal(payload.get("data"))
         rec.original = message
         rec.callback_type = kind
         rec.acked_at = time.monotonic() - rec.dispatched_at
@@ -674,8 +759,27 @@ class DiscordEmulator:
         payload, uploads = await self._read_body(request)
         send = Perm.SEND_MESSAGES_IN_THREADS if isinstance(channel, Thread) else Perm.SEND_MESSAGES
         self._require(channel, send | (Perm.ATTACH_FILES if uploads else 0))
-        msg = self._create(channel, payload, uploads, via="rest")
-        return json_response(self.message_payload(msg))
+        nonce = validate_nonce(payload.get("nonce"))
+        msg = self._draft(channel, payload, uploads, via="rest")
+        msg.nonce = nonce
+        if payload.get("enforce_nonce") and nonce is not None and (
+            earlier := self._nonce_match(msg)
+        ) is not None:
+            # Docs, Create Message: the message the same author created with this nonce in
+            # the past few minutes is returned, and no new one is created.
+            for attachment in msg.attachments:
+                self._blobs.pop(attachment.id, None)
+            request[_RECORD].deduplicated = True
+            return json_response(self._created_payload(earlier))
+        self._store(msg, channel)
+        return json_response(self._created_payload(msg))
+
+    def _nonce_match(self, draft: MessageRecord) -> MessageRecord | None:
+        since = time.monotonic() - self.nonce_window
+        return next((m for m in reversed(self.messages)
+                     if m.created_at >= since and m.channel_id == draft.channel_id
+                     and m.author_id == draft.author_id and m.nonce is not None
+                     and str(m.nonce) == str(draft.nonce) and not m.deleted), None)
 
     async def _history(self, request: web.Request) -> web.StreamResponse:
         """GET /channels/{c}/messages: newest first, `limit` 1-100, one of before/after/around

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -32,7 +33,9 @@ FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
 FLAG_COMPONENTS_V2 = 1 << 15
-SENDABLE_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_EPHEMERAL | FLAG_SUPPRESS_NOTIFICATIONS
+# Docs, Create Message "flags": IS_COMPONENTS_V2 may be set when sending too.
+SENDABLE_FLAGS = (FLAG_SUPPRESS_EMBEDS | FLAG_EPHEMERAL | FLAG_SUPPRESS_NOTIFICATIONS
+                  | FLAG_COMPONENTS_V2)
 EDITABLE_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_COMPONENTS_V2
 
 
@@ -468,6 +471,7 @@ class MessageRecord:
     interaction_id: int | None = None
     webhook_id: int | None = None
     thread_id: int | None = None  # the thread started from this message
+    nonce: int | str | None = None  # as sent on POST /channels/{c}/messages
     deleted: bool = False
     created_at: float = field(default_factory=time.monotonic)
     edited_at: float | None = None
@@ -520,7 +524,7 @@ async def poll(predicate: Callable[[], _T | None], within: float, what: Callable
 class InteractionRecord:
     id: int
     token: str
-    type: int  # 2 application command, 3 component, 5 modal submit
+    type: int  # 2 application command, 3 component, 4 autocomplete, 5 modal submit
     name: str  # command name or custom_id
     user_id: int
     channel_id: int
@@ -536,6 +540,8 @@ class InteractionRecord:
     followups: list[MessageRecord] = field(default_factory=list)
     modal: dict[str, Any] | None = None  # the modal shown by a type-9 callback
     source_message: MessageRecord | None = None  # the message a component sits on
+    focused: dict[str, Any] | None = None  # autocomplete: the focused option as synced
+    choices: list[dict[str, Any]] | None = None  # autocomplete: what a type-8 callback offered
     rejections: list[Rejection] = field(default_factory=list)
     age_offset: float = 0.0  # added by DiscordEmulator.expire_tokens()
 
@@ -581,6 +587,8 @@ class RequestRecord:
     json: Any = None
     form: dict[str, Any] | None = None  # multipart: {"payload_json": ..., "files": [...]}
     forced: bool = False  # answered by an injected rate limit
+    deduplicated: bool = False  # enforce_nonce matched: an earlier message was returned
+    reply_lost: bool = False  # processed, then answered by DiscordEmulator.fail_after_commit
 
 
 @dataclass(frozen=True)
@@ -593,19 +601,27 @@ class GatewayFrame:
 
 
 @dataclass
-class RateLimitRule:
+class PathRule:
+    """An injected answer for the next `remaining` requests of `method` whose path matches."""
+
     method: str
     pattern: re.Pattern[str]
-    retry_after: float
     remaining: int
-    is_global: bool
 
     def matches(self, method: str, path: str) -> bool:
-        """True (and one use consumed) if this rule answers the request with a 429."""
+        """True (and one use consumed) if this rule applies to the request."""
         if self.remaining > 0 and method == self.method and self.pattern.search(path):
             self.remaining -= 1
             return True
         return False
+
+
+@dataclass
+class RateLimitRule(PathRule):
+    """DiscordEmulator.rate_limit: answered with a 429."""
+
+    retry_after: float = 1.0
+    is_global: bool = False
 
     def headers(self) -> dict[str, str]:
         # discord.py retries a 429 only with a Via header (else it assumes a Cloudflare ban).
@@ -624,6 +640,32 @@ class RateLimitRule:
     def body(self) -> dict[str, Any]:
         return {"message": "You are being rate limited.", "retry_after": self.retry_after,
                 "global": self.is_global}
+
+
+@dataclass
+class LostReplyRule(PathRule):
+    """DiscordEmulator.fail_after_commit: a request that succeeded is answered `status`."""
+
+    status: int = 500
+
+    def body(self) -> dict[str, Any]:
+        try:
+            phrase = HTTPStatus(self.status).phrase
+        except ValueError:  # e.g. Cloudflare's 524, which discord.py also retries
+            phrase = "Error"
+        return {"message": f"{self.status}: {phrase}", "code": 0}
+
+
+@dataclass
+class RefusalRule(PathRule):
+    """DiscordEmulator.refuse: a request answered with an error, not processed at all."""
+
+    status: int = 400
+    code: int = 0
+    message: str = "injected refusal"
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "code": self.code}
 
 
 # -- mentions ----------------------------------------------------------------------------
@@ -662,25 +704,54 @@ def mentions_pinged(
     return pinged
 
 
+def _is_snowflake(value: Any) -> bool:
+    # The spec's SnowflakeType is a digit string; discord.py sends ints, which Discord coerces.
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 0) or (
+        isinstance(value, str) and re.fullmatch(r"0|[1-9][0-9]*", value) is not None)
+
+
 def validate_allowed_mentions(value: Any) -> None:
+    """MessageAllowedMentionsRequest: parse of users/roles/everyone (unique), users and roles
+    <= 100 unique snowflakes each, exclusive with the same kind in parse."""
     if value is None:
         return
     if not isinstance(value, dict):
         raise form_error(["allowed_mentions"], "MODEL_TYPE_CONVERT",
                          "Only dictionaries may be used")
     parse = value.get("parse") or []
-    for kind in parse:
+    if not isinstance(parse, list):
+        raise form_error(["allowed_mentions", "parse"], "BASE_TYPE_LIST", "Must be an array.")
+    for i, kind in enumerate(parse):
         if kind not in ("everyone", "users", "roles"):
-            raise form_error(["allowed_mentions", "parse"], "ENUM_TYPE_COERCE",
+            raise form_error(["allowed_mentions", "parse", i], "ENUM_TYPE_COERCE",
                              f"Value {kind!r} is not a valid enum value.")
+    if len(set(parse)) != len(parse):
+        raise form_error(["allowed_mentions", "parse"], "SET_TYPE_ALREADY_CONTAINS_VALUE",
+                         "The set already contains this value.")
     for kind in ("users", "roles"):
         ids = value.get(kind)
-        if ids is not None and kind in parse:
+        if ids is None:
+            continue
+        if kind in parse:
             raise form_error(["allowed_mentions"], "SET_TYPE_ALREADY_CONTAINS_VALUE",
                              f"parse:[\"{kind}\"] and {kind}: [ids...] are mutually exclusive.")
-        if ids is not None and len(ids) > 100:
+        if not isinstance(ids, list):
+            raise form_error(["allowed_mentions", kind], "BASE_TYPE_LIST", "Must be an array.")
+        if len(ids) > 100:
             raise form_error(["allowed_mentions", kind], "BASE_TYPE_MAX_LENGTH",
                              "Must be 100 or fewer in length.")
+        for i, snowflake in enumerate(ids):
+            if not _is_snowflake(snowflake):
+                raise form_error(["allowed_mentions", kind, i], "NUMBER_TYPE_COERCE",
+                                 f"Value {snowflake!r} is not snowflake.")
+        if len({str(s) for s in ids}) != len(ids):
+            raise form_error(["allowed_mentions", kind], "SET_TYPE_ALREADY_CONTAINS_VALUE",
+                             "The set already contains this value.")
+    if not isinstance(value.get("replied_user", False), bool | None):
+        raise form_error(["allowed_mentions", "replied_user"], "BOOLEAN_TYPE_CONVERT",
+                         "Must be either true or false.")
 
 
 def thread_options(payload: Mapping[str, Any], default_archive: int) -> tuple[str, int, int]:
@@ -699,34 +770,249 @@ def thread_options(payload: Mapping[str, Any], default_archive: int) -> tuple[st
 
 
 # -- message validation -------------------------------------------------------------------
+# Limits from Discord's docs (resources/message "Embed Limits" and "Create Message",
+# components/reference) and its OpenAPI description (discord/discord-api-spec: RichEmbed*,
+# *ComponentForMessageRequest, MessageCreateRequest).
 
-_EMBED_LIMITS = (("title", 256), ("description", 4096))
+FieldPath = Sequence[str | int]
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def text_field(value: Any, path: FieldPath, high: int, *, low: int = 0,
+               strip: bool = False) -> str:
+    """A string of `low`-`high` characters (None counts as ""), else Discord's form error;
+    `strip`: measured trimmed, as Discord does for embeds."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise form_error(path, "STRING_TYPE_CONVERT", f"Could not interpret {value!r} as string.")
+    text = value.strip() if strip else value
+    if low and not text:
+        raise form_error(path, "BASE_TYPE_REQUIRED", "This field is required")
+    if low and not low <= len(text) <= high:
+        raise form_error(path, "BASE_TYPE_BAD_LENGTH",
+                         f"Must be between {low} and {high} in length.")
+    if len(text) > high:
+        raise form_error(path, "BASE_TYPE_MAX_LENGTH", f"Must be {high} or fewer in length.")
+    return text
+
+
+def int_field(value: Any, path: FieldPath, low: int, high: int) -> int | None:
+    """An integer within `low`..`high` (None: absent)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise form_error(path, "NUMBER_TYPE_COERCE", f"Value {value!r} is not int.")
+    if value < low:
+        raise form_error(path, "NUMBER_TYPE_MIN",
+                         f"int value should be greater than or equal to {low}.")
+    if value > high:
+        raise form_error(path, "NUMBER_TYPE_MAX",
+                         f"int value should be less than or equal to {high}.")
+    return value
+
+
+def list_field(value: Any, path: FieldPath, high: int, *, low: int = 0) -> list[Any]:
+    """An array of `low`-`high` items (None counts as empty)."""
+    if value is None:
+        value = []
+    if not isinstance(value, list):
+        raise form_error(path, "BASE_TYPE_LIST", "Must be an array.")
+    if len(value) > high:
+        raise form_error(path, "BASE_TYPE_MAX_LENGTH", f"Must be {high} or fewer in length.")
+    if len(value) < low:
+        raise form_error(path, "BASE_TYPE_MIN_LENGTH", f"Must be {low} or more in length.")
+    return value
+
+
+def dict_field(value: Any, path: FieldPath) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise form_error(path, "MODEL_TYPE_CONVERT", "Only dictionaries may be used")
+    return value
+
+
+def choice_field(value: Any, path: FieldPath, allowed: Sequence[int]) -> int:
+    if isinstance(value, bool) or value not in allowed:
+        raise form_error(path, "BASE_TYPE_CHOICES",
+                         f"Value must be one of {tuple(allowed)}.")
+    return int(value)
 
 
 def validate_embeds(embeds: Any) -> None:
-    if not isinstance(embeds, list):
-        raise form_error(["embeds"], "BASE_TYPE_LIST", "Must be an array.")
-    if len(embeds) > 10:
-        raise form_error(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    """Embed Limits (docs), measured trimmed: <= 10 embeds; title 256, description 4096,
+    <= 25 fields with name 1-256 and value 1-1024 (an empty or blank one is refused),
+    footer.text 2048, author.name 256, and those six across all embeds <= 6000 in total.
+    URLs <= 2048 and color 0-0xFFFFFF (spec RichEmbed*)."""
     total = 0
-    for i, embed in enumerate(embeds):
-        for key, limit in _EMBED_LIMITS:
-            text = str(embed.get(key) or "")
-            total += len(text)
-            if len(text) > limit:
-                raise form_error(["embeds", i, key], "BASE_TYPE_MAX_LENGTH",
-                                 f"Must be {limit} or fewer in length.")
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
-            raise form_error(["embeds", i, "fields"], "BASE_TYPE_MAX_LENGTH",
-                             "Must be 25 or fewer in length.")
-        for f in fields:
-            total += len(str(f.get("name", ""))) + len(str(f.get("value", "")))
-        total += len(str((embed.get("footer") or {}).get("text", "")))
-        total += len(str((embed.get("author") or {}).get("name", "")))
+    for i, raw in enumerate(list_field(embeds, ["embeds"], 10)):
+        here: list[str | int] = ["embeds", i]
+        embed = dict_field(raw, here)
+        total += len(text_field(embed.get("title"), [*here, "title"], 256, strip=True))
+        total += len(text_field(embed.get("description"), [*here, "description"], 4096,
+                                strip=True))
+        text_field(embed.get("url"), [*here, "url"], 2048)
+        int_field(embed.get("color"), [*here, "color"], 0, 0xFFFFFF)
+        for j, raw_field in enumerate(list_field(embed.get("fields"), [*here, "fields"], 25)):
+            at: list[str | int] = [*here, "fields", j]
+            item = dict_field(raw_field, at)
+            total += len(text_field(item.get("name"), [*at, "name"], 256, low=1, strip=True))
+            total += len(text_field(item.get("value"), [*at, "value"], 1024, low=1, strip=True))
+        for key, text_key, limit in (("footer", "text", 2048), ("author", "name", 256)):
+            if embed.get(key) is None:
+                continue
+            part = dict_field(embed[key], [*here, key])
+            total += len(text_field(part.get(text_key), [*here, key, text_key], limit,
+                                    strip=True))
+            for url_key in ("url", "icon_url"):
+                text_field(part.get(url_key), [*here, key, url_key], 2048)
+        for key in ("image", "thumbnail"):
+            if embed.get(key) is not None:
+                text_field(dict_field(embed[key], [*here, key]).get("url"),
+                           [*here, key, "url"], 2048)
     if total > 6000:
-        raise form_error(["embeds"], "MESSAGE_EMBEDS_TOO_LONG",
+        raise form_error(["embeds"], "BASE_TYPE_MAX_LENGTH",
                          "Embed size exceeds maximum size of 6000")
+
+
+# Component types (spec MessageComponentTypes).
+ACTION_ROW, BUTTON, STRING_SELECT, TEXT_INPUT, TEXT_DISPLAY, LABEL = 1, 2, 3, 4, 10, 18
+SELECT_TYPES = (3, 5, 6, 7, 8)
+V2_TOP_LEVEL = (1, 9, 10, 12, 13, 14, 17)  # what IS_COMPONENTS_V2 messages may hold at the top
+BUTTON_LINK, BUTTON_PREMIUM = 5, 6
+CHANNEL_TYPES = (0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15)  # spec ChannelTypes
+
+
+class ComponentIds:
+    """custom_id and id must each be unique within one message or modal (docs, components
+    reference "Custom ID" and "Component Object")."""
+
+    def __init__(self) -> None:
+        self.custom_ids: set[str] = set()
+        self.ids: set[int] = set()
+
+    def add(self, component: Mapping[str, Any], path: FieldPath) -> None:
+        cid = component.get("id")
+        if cid is not None:
+            int_field(cid, [*path, "id"], 0, 2**31 - 1)  # spec: int32, minimum 0
+            if cid in self.ids:
+                raise form_error([*path, "id"], "COMPONENT_ID_DUPLICATED",
+                                 "Component id cannot be duplicated")
+            self.ids.add(cid)
+        custom_id = component.get("custom_id")
+        if custom_id is not None:
+            if custom_id in self.custom_ids:
+                raise form_error([*path, "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED",
+                                 "Component custom id cannot be duplicated")
+            self.custom_ids.add(custom_id)
+
+
+def _emoji(value: Any, path: FieldPath) -> None:
+    if value is not None:  # spec ComponentEmojiForRequest: name <= 32
+        text_field(dict_field(value, path).get("name"), [*path, "name"], 32)
+
+
+def _button(b: Mapping[str, Any], path: FieldPath) -> None:
+    """Docs, components reference "Button": label <= 80; non-link, non-premium buttons need a
+    custom_id (1-100) and no url/sku_id; link buttons a url (<= 512) and no custom_id; premium
+    buttons a sku_id and none of custom_id, label, url, emoji."""
+    style = choice_field(b.get("style"), [*path, "style"], range(1, 7))
+    text_field(b.get("label"), [*path, "label"], 80)
+    _emoji(b.get("emoji"), [*path, "emoji"])
+    if style == BUTTON_LINK:
+        text_field(b.get("url"), [*path, "url"], 512, low=1)
+        forbidden: tuple[str, ...] = ("custom_id", "sku_id")
+    elif style == BUTTON_PREMIUM:
+        text_field(b.get("sku_id"), [*path, "sku_id"], 20, low=1)
+        forbidden = ("custom_id", "label", "url", "emoji")
+    else:
+        text_field(b.get("custom_id"), [*path, "custom_id"], 100, low=1)
+        forbidden = ("url", "sku_id")
+    for key in forbidden:
+        if b.get(key) is not None:
+            raise form_error([*path, key], "BUTTON_COMPONENT_INVALID_FIELD",
+                             f"A button of style {style} cannot have {key}")
+
+
+def validate_select(s: Mapping[str, Any], path: FieldPath) -> None:
+    """Docs, components reference "String Select" etc. (and spec *SelectComponentFor*):
+    custom_id 1-100, placeholder <= 150, min_values 0-25, max_values 1-25 (min <= max);
+    a string select has 1-25 options with label and value 1-100, description <= 100;
+    the others <= 25 default_values."""
+    text_field(s.get("custom_id"), [*path, "custom_id"], 100, low=1)
+    text_field(s.get("placeholder"), [*path, "placeholder"], 150)
+    low = int_field(s.get("min_values"), [*path, "min_values"], 0, 25)
+    high = int_field(s.get("max_values"), [*path, "max_values"], 1, 25)
+    if (1 if low is None else low) > (1 if high is None else high):
+        raise form_error([*path, "min_values"], "NUMBER_TYPE_MAX",
+                         "min_values must be less than or equal to max_values")
+    if s.get("type") == STRING_SELECT:
+        options = list_field(s.get("options"), [*path, "options"], 25, low=1)
+        for k, raw in enumerate(options):
+            at: list[str | int] = [*path, "options", k]
+            option = dict_field(raw, at)
+            text_field(option.get("label"), [*at, "label"], 100, low=1)
+            text_field(option.get("value"), [*at, "value"], 100, low=1)
+            text_field(option.get("description"), [*at, "description"], 100)
+            _emoji(option.get("emoji"), [*at, "emoji"])
+    else:
+        list_field(s.get("default_values"), [*path, "default_values"], 25)
+    for k, kind in enumerate(list_field(s.get("channel_types"), [*path, "channel_types"], 25)):
+        choice_field(kind, [*path, "channel_types", k], CHANNEL_TYPES)
+
+
+def _component(c: Mapping[str, Any], path: FieldPath, ids: ComponentIds) -> int:
+    """Validate one message component and what it holds; returns how many components that is."""
+    ids.add(c, path)
+    kind = c.get("type")
+    if kind == ACTION_ROW:
+        children = list_field(c.get("components"), [*path, "components"], 5, low=1)
+        kinds = [dict_field(x, [*path, "components", k]).get("type")
+                 for k, x in enumerate(children)]
+        for k, child_kind in enumerate(kinds):
+            choice_field(child_kind, [*path, "components", k, "type"], (BUTTON, *SELECT_TYPES))
+        # Up to 5 buttons or a single select (docs, "Action Row").
+        if any(k in SELECT_TYPES for k in kinds) and len(kinds) > 1:
+            raise form_error([*path, "components"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                             "The specified component exceeds the maximum width")
+        return 1 + sum(_component(x, [*path, "components", k], ids)
+                       for k, x in enumerate(children))
+    if kind == BUTTON:
+        _button(c, path)
+    elif kind in SELECT_TYPES:
+        validate_select(c, path)
+    elif kind == TEXT_DISPLAY:
+        text_field(c.get("content"), [*path, "content"], 4000, low=1)
+    nested = 1  # plus what a section or container (components v2) holds
+    if isinstance(c.get("components"), list):
+        nested += sum(_component(dict_field(x, [*path, "components", k]),
+                                 [*path, "components", k], ids)
+                      for k, x in enumerate(c["components"]))
+    if isinstance(c.get("accessory"), dict):
+        nested += _component(c["accessory"], [*path, "accessory"], ids)
+    return nested
+
+
+def validate_components(components: Any, *, v2: bool) -> None:
+    """Legacy messages hold <= 5 action rows at the top (docs, "Legacy Message Component
+    Behavior"); IS_COMPONENTS_V2 ones <= 40 components in all (docs; spec maxItems 40)."""
+    top = list_field(components, ["components"], 40 if v2 else 5)
+    ids = ComponentIds()
+    total = 0
+    for i, raw in enumerate(top):
+        component = dict_field(raw, ["components", i])
+        choice_field(component.get("type"), ["components", i, "type"],
+                     V2_TOP_LEVEL if v2 else (ACTION_ROW,))
+        total += _component(component, ["components", i], ids)
+    if v2 and total > 40:
+        raise form_error(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 40 or fewer in length.")
+
+
+def validate_nonce(value: Any) -> int | str | None:
+    """Spec MessageCreateRequest.nonce: an int64 or a string of <= 25 characters."""
+    if value is None or isinstance(value, str):
+        text_field(value, ["nonce"], 25)
+        return value
+    return int_field(value, ["nonce"], INT64_MIN, INT64_MAX)
 
 
 def validate_message(
@@ -737,7 +1023,14 @@ def validate_message(
     kept or added), plus this request's uploads."""
     if len(message.content) > 2000:
         raise form_error(["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+    v2 = bool(message.flags & FLAG_COMPONENTS_V2)
+    if v2 and (message.content or message.embeds):
+        # Docs, Create Message: with IS_COMPONENTS_V2 only components may be sent.
+        raise form_error(["content" if message.content else "embeds"],
+                         "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
+                         "The 'content' and 'embeds' fields cannot be used with IS_COMPONENTS_V2")
     validate_embeds(message.embeds)
+    validate_components(message.components, v2=v2)
     validate_allowed_mentions(message.allowed_mentions)
     if attachments > 10:
         raise ApiError(400, 30015, "Maximum number of attachments in a message reached (10)")
