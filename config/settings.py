@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from engine.pricing import PriceTable
+from wavespeed.hosts import parse_host_entry, split_host_list
 
 __all__ = [
     "BOOLEAN_WORDS",
@@ -81,6 +82,7 @@ SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
     "STATUS_UPDATE_SECONDS",
     "WAVESPEED_BALANCE_WARN_USD",
     "OUTPUT_MAX_BYTES",
+    "OUTPUT_HTTP_HOSTS",
     "MAX_VIDEO_BYTES",
     "MAX_AUDIO_BYTES",
     "MAX_PROMPT_CHARS",
@@ -169,6 +171,10 @@ class Settings:
     wavespeed_balance_warn_usd: float = 10.0
     # Largest output video the bot downloads, in bytes.
     output_max_bytes: int = 104_857_600
+    # Hosts ("host" or "host:port") outputs may be downloaded from over plain http, whose
+    # private/loopback addresses are allowed too (local fakes, an internal mirror). Every
+    # other output URL must be https on a public address; see wavespeed/safe_download.py.
+    output_http_hosts: tuple[str, ...] = ()
     # Largest reference video attachment accepted, in bytes (WaveSpeed's video limit).
     max_video_bytes: int = 104_857_600
     # Largest audio attachment accepted, in bytes.
@@ -213,8 +219,21 @@ class Settings:
             wrong.append("discord_guild_id must be None or a Discord snowflake (above 0)")
         if self.log_level not in LOG_LEVELS:
             wrong.append(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        hosts: object = self.output_http_hosts  # a bare str would pass as a list of letters
+        if not isinstance(hosts, tuple) or not all(_is_host_entry(h) for h in hosts):
+            wrong.append("output_http_hosts must be a tuple of 'host' or 'host:port' strings")
         if wrong:
             raise ValueError("invalid Settings: " + "; ".join(wrong))
+
+
+def _is_host_entry(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_host_entry(value)
+    except ValueError:
+        return False
+    return True
 
 
 class SettingsError(Exception):
@@ -363,6 +382,28 @@ class _Reader:
             return None
         return value
 
+    def host_list(self, name: str, example: str, unset: str) -> tuple[str, ...]:
+        """Comma-separated "host" / "host:port" entries, normalized, duplicates dropped."""
+        text = self.raw(name)
+        if text is None:
+            return ()
+        entries: list[str] = []
+        reasons: list[str] = []
+        for part in split_host_list(text):
+            try:
+                entries.append(str(parse_host_entry(part)))
+            except ValueError as exc:
+                reasons.append(str(exc))
+        if reasons or not entries:
+            why = "; ".join(reasons) if reasons else "no entry in it"
+            self.problems.append(
+                f"{name} must be a comma-separated list of host or host:port entries, not "
+                f"{text!r} ({why}): set it to something like {example}, or delete the line "
+                f"{unset}"
+            )
+            return ()
+        return tuple(dict.fromkeys(entries))
+
     def url(self, name: str, default: str | None, example: str, api_path: bool) -> str | None:
         text = self.raw(name)
         if text is None:
@@ -492,6 +533,11 @@ def load_settings(
     balance_warn = read.number_at_least(
         "WAVESPEED_BALANCE_WARN_USD", Settings.wavespeed_balance_warn_usd, 0)
     output_max_bytes = read.integer("OUTPUT_MAX_BYTES", Settings.output_max_bytes, 1)
+    output_http_hosts = read.host_list(
+        "OUTPUT_HTTP_HOSTS",
+        "127.0.0.1:8080,cdn.internal",
+        "to download outputs over https from public addresses only",
+    )
     max_video_bytes = read.integer("MAX_VIDEO_BYTES", Settings.max_video_bytes, 1)
     max_audio_bytes = read.integer("MAX_AUDIO_BYTES", Settings.max_audio_bytes, 1)
     max_prompt_chars = read.integer(
@@ -536,6 +582,7 @@ def load_settings(
         status_update_seconds=status_update,
         wavespeed_balance_warn_usd=balance_warn,
         output_max_bytes=output_max_bytes,
+        output_http_hosts=output_http_hosts,
         max_video_bytes=max_video_bytes,
         max_audio_bytes=max_audio_bytes,
         max_prompt_chars=max_prompt_chars,

@@ -58,7 +58,9 @@ class Harness:
         self.credits = CreditStore(self.db)
         self._session = aiohttp.ClientSession()
         client = WaveSpeedClient(self._session, self.fake.api_key, self.fake.base_url,
-                                 retry=FAST_RETRY, request_timeout=self.request_timeout)
+                                 retry=FAST_RETRY, request_timeout=self.request_timeout,
+                                 submit_timeout=self.request_timeout,
+                                 output_http_hosts=[self.fake.host])
         self.engine = JobEngine(self.jobs, client, self.delivery, self.prices, self.limits,
                                 self.tmp_path / "work")
         if start:

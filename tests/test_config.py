@@ -102,6 +102,7 @@ def test_defaults() -> None:
     assert settings.job_timeout_seconds == 1800
     assert settings.status_update_seconds == 10.0
     assert settings.output_max_bytes == 104_857_600
+    assert settings.output_http_hosts == ()  # https from public addresses only
     assert settings.max_video_bytes == 104_857_600  # 100 MiB, WaveSpeed's video limit
     assert settings.max_audio_bytes == 20_971_520  # 20 MiB
     assert settings.max_prompt_chars == 1500
@@ -155,6 +156,13 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("WAVESPEED_BALANCE_WARN_USD", "0", "wavespeed_balance_warn_usd", 0.0),
     ("WAVESPEED_BALANCE_WARN_USD", "25.5", "wavespeed_balance_warn_usd", 25.5),
     ("OUTPUT_MAX_BYTES", "1048576", "output_max_bytes", 1_048_576),
+    ("OUTPUT_HTTP_HOSTS", "127.0.0.1:8080", "output_http_hosts", ("127.0.0.1:8080",)),
+    (
+        "OUTPUT_HTTP_HOSTS",
+        " CDN.Internal. , [0:0::1]:9000,127.0.0.1,cdn.internal ",
+        "output_http_hosts",
+        ("cdn.internal", "[::1]:9000", "127.0.0.1"),
+    ),
     ("MAX_VIDEO_BYTES", "1", "max_video_bytes", 1),
     ("MAX_VIDEO_BYTES", "52428800", "max_video_bytes", 52_428_800),
     ("MAX_AUDIO_BYTES", "1", "max_audio_bytes", 1),
@@ -255,6 +263,7 @@ def test_all_problems_are_collected_at_once() -> None:
         "STATUS_UPDATE_SECONDS": "0.5",
         "WAVESPEED_BALANCE_WARN_USD": "-1",
         "OUTPUT_MAX_BYTES": "100MB",
+        "OUTPUT_HTTP_HOSTS": "http://127.0.0.1:8080",
         "MAX_VIDEO_BYTES": "0",
         "MAX_AUDIO_BYTES": "20 MiB",
         "MAX_PROMPT_CHARS": "6001",
@@ -269,8 +278,8 @@ def test_all_problems_are_collected_at_once() -> None:
         assert ": " in problem  # what is wrong: how to fix it
     message = str(err)
     lines = message.splitlines()
-    assert lines[0] == "ref2video-bot cannot start: 24 problems with its settings:"
-    assert lines[1 : 1 + 24] == [f"  - {problem}" for problem in err.problems]
+    assert lines[0] == "ref2video-bot cannot start: 25 problems with its settings:"
+    assert lines[1 : 1 + 25] == [f"  - {problem}" for problem in err.problems]
     assert "cp .env.example .env" in lines[-1]
     assert "Traceback" not in message
 
@@ -372,6 +381,91 @@ def test_new_settings_reject_bad_values_saying_how_to_fix_them(
     assert err.problems[0].startswith(f"{name} must be ")  # names the variable
     assert repr(value.strip()) in err.problems[0]  # quotes the bad value
     assert "delete the line" in err.problems[0]  # and says how to fix it
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("http://127.0.0.1:8080", "not a host or host:port"),
+        ("127.0.0.1:8080/outputs", "not a host or host:port"),
+        ("cdn.internal:0", "port must be a whole number from 1 to 65535"),
+        ("cdn.internal:http", "port must be a whole number from 1 to 65535"),
+        ("cdn.internal:65536", "port must be a whole number from 1 to 65535"),
+        ("::1", "put an IPv6 address in brackets"),
+        ("[::1", "an IPv6 address is written [address]"),
+        ("[127.0.0.1]:80", "is not an IPv6 address"),
+        ("*.internal", "not a valid host name"),
+        ("under_score.internal", "not a valid host name"),
+        ("127.1", "write an IPv4 address as four numbers"),
+        ("bücher.example", "xn--"),
+        ("user@cdn.internal", "not a host or host:port"),
+        ("ok.internal, bad host", "not a host or host:port"),
+        (",", "no entry in it"),
+    ],
+)
+def test_output_http_hosts_rejects_bad_entries_saying_why(value: str, why: str) -> None:
+    err = problems_of({**REQUIRED, "OUTPUT_HTTP_HOSTS": value})
+    [problem] = err.problems
+    assert problem.startswith(
+        "OUTPUT_HTTP_HOSTS must be a comma-separated list of host or host:port entries, not "
+        f"{value.strip()!r} ("
+    )
+    assert why in problem
+    assert problem.endswith(
+        "set it to something like 127.0.0.1:8080,cdn.internal, or delete the line to "
+        "download outputs over https from public addresses only"
+    )
+
+
+async def test_bot_run_passes_output_http_hosts_to_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client bot.run() builds downloads over http from a listed host, and only from it."""
+    from aiohttp import web
+
+    from wavespeed.client import WaveSpeedClient
+    from wavespeed.errors import UnsafeOutputURLError
+
+    async def clip(request: web.Request) -> web.Response:
+        return web.Response(body=b"clip")
+
+    app = web.Application()
+    app.router.add_get("/clip.mp4", clip)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    built: list[WaveSpeedClient] = []
+
+    class NoDiscord:
+        def __init__(self, settings: Settings, db: Any, wavespeed: WaveSpeedClient,
+                     *args: Any, **kwargs: Any) -> None:
+            built.append(wavespeed)
+
+        async def __aenter__(self) -> NoDiscord:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def start(self, token: str) -> None:
+            return None
+
+    monkeypatch.setattr(bot, "Ref2VideoBot", NoDiscord)
+    try:
+        for listed in (f"127.0.0.1:{port}", None):
+            env = {**REQUIRED, "DATABASE_PATH": str(tmp_path / "db.sqlite3")}
+            if listed:
+                env["OUTPUT_HTTP_HOSTS"] = listed
+            await bot.run(load(env))
+        listed_client, default_client = built
+        url = f"http://127.0.0.1:{port}/clip.mp4"
+        # Downloads use a session of their own, so the clients work after run() closed its one.
+        assert await listed_client.download_output(url, tmp_path / "a.mp4", max_bytes=99) == 4
+        with pytest.raises(UnsafeOutputURLError):
+            await default_client.download_output(url, tmp_path / "b.mp4", max_bytes=99)
+    finally:
+        await runner.cleanup()
 
 
 def test_prompt_chars_upper_bound_is_discords_option_cap() -> None:
@@ -494,6 +588,10 @@ def test_settings_checks_direct_construction() -> None:
         ("discord_guild_id", 0),
         ("discord_guild_id", -5),
         ("discord_guild_id", 2**64),
+        ("output_http_hosts", "127.0.0.1"),
+        ("output_http_hosts", ["127.0.0.1"]),
+        ("output_http_hosts", ("http://127.0.0.1",)),
+        ("output_http_hosts", (8080,)),
     ],
 )
 def test_settings_checks_new_fields_on_direct_construction(field: str, value: object) -> None:
@@ -515,6 +613,7 @@ def test_settings_accepts_new_fields_at_their_bounds() -> None:
         status_update_seconds=1,
         nsfw_charge=True,
         discord_guild_id=2**64 - 1,
+        output_http_hosts=("127.0.0.1:8080", "[::1]", "cdn.internal"),
     )
     assert settings.max_prompt_chars == 6000
     assert settings.discord_guild_id == 2**64 - 1
@@ -619,14 +718,14 @@ def test_env_example_documents_every_setting_with_the_real_defaults(tmp_path: Pa
     for name in SETTINGS_VARIABLES:
         assert re.search(rf"^# .*\S.*\n(# .*\n)*#? ?{name}=", text, flags=re.MULTILINE), name
     # The secrets are left empty; everything else is commented out and shows the default,
-    # except DISCORD_API_BASE_URL and DISCORD_GUILD_ID, whose lines are examples of a value
-    # (their default is unset).
+    # except DISCORD_API_BASE_URL, DISCORD_GUILD_ID and OUTPUT_HTTP_HOSTS, whose lines are
+    # examples of a value (their default is unset).
     assert re.search(r"^DISCORD_TOKEN=$", text, flags=re.MULTILINE)
     assert re.search(r"^WAVESPEED_API_KEY=$", text, flags=re.MULTILINE)
     uncommented = "\n".join(
         f"{name}={value}"
         for name, value in assignments
-        if name not in (*REQUIRED, "DISCORD_API_BASE_URL", "DISCORD_GUILD_ID")
+        if name not in (*REQUIRED, *UNSET_BY_DEFAULT)
     )
     env_file = write_env(tmp_path / ".env", uncommented + "\n")
     assert load(REQUIRED, env_file) == load(REQUIRED)
@@ -644,9 +743,15 @@ def test_env_example_documents_every_setting_with_the_real_defaults(tmp_path: Pa
             **REQUIRED,
             "DISCORD_API_BASE_URL": examples["DISCORD_API_BASE_URL"],
             "DISCORD_GUILD_ID": examples["DISCORD_GUILD_ID"],
+            "OUTPUT_HTTP_HOSTS": examples["OUTPUT_HTTP_HOSTS"],
         }
     )
     assert settings.discord_guild_id is not None
+    assert settings.output_http_hosts == ("127.0.0.1:8080",)
+
+
+# Settings whose .env.example line shows an example value, since their default is unset.
+UNSET_BY_DEFAULT = ("DISCORD_API_BASE_URL", "DISCORD_GUILD_ID", "OUTPUT_HTTP_HOSTS")
 
 
 def _readme_settings_table() -> list[tuple[str, str]]:
@@ -663,7 +768,7 @@ def test_readme_table_lists_every_setting_with_the_real_defaults() -> None:
     for name, default in rows:
         if name in REQUIRED:
             assert default == "(required)", name
-        elif name in ("DISCORD_API_BASE_URL", "DISCORD_GUILD_ID"):
+        elif name in UNSET_BY_DEFAULT:
             assert default.startswith("unset"), name
         else:
             # The README shows the same default as the commented-out line of .env.example.

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import av
 import pytest
+import yarl
 
 from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour
 from tests.media import make_mp4
@@ -187,3 +188,98 @@ async def test_upload_is_served_back(fake: FakeWaveSpeed, http: aiohttp.ClientSe
         body = await resp.json()
     async with http.get(body["data"]["download_url"]) as resp:
         assert await resp.read() == b"ref video"
+
+
+async def ticket(
+    fake: FakeWaveSpeed, http: aiohttp.ClientSession, **body: Any
+) -> tuple[int, Any]:
+    return await call(http, "POST", fake.base_url + "/api/v3/media/uploads", headers=AUTH,
+                      json={"filename": "ref.mp4", "size": 9, "content_type": "video/mp4"} | body)
+
+
+async def put(
+    http: aiohttp.ClientSession, upload: dict[str, Any], data: bytes, **headers: str
+) -> int:
+    async with http.put(upload["url"], data=data, headers=upload["headers"] | headers) as resp:
+        return resp.status
+
+
+async def test_direct_upload_ticket_then_put_then_served(
+    fake: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    status, body = await ticket(fake, http)
+    assert status == 200 and body["code"] == 200
+    data = body["data"]
+    assert data["upload"]["method"] == "PUT" and data["upload"]["headers"] == {
+        "Content-Type": "video/mp4"
+    }
+    async with http.get(data["download_url"]) as resp:
+        assert resp.status == 404  # nothing to serve before the PUT
+    assert await put(http, data["upload"], b"ref video") == 200
+    async with http.get(data["download_url"]) as resp:
+        assert await resp.read() == b"ref video"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"filename": ""}, "filename"),
+        ({"size": 0}, "size"),
+        ({"size": "9"}, "size"),
+        ({"size": 100 * 1024 * 1024 + 1}, "size"),
+        ({"content_type": 5}, "content_type"),
+    ],
+)
+async def test_bad_upload_ticket_is_400_naming_the_field(
+    fake: FakeWaveSpeed, http: aiohttp.ClientSession, change: dict[str, Any], field: str
+) -> None:
+    status, body = await ticket(fake, http, **change)
+    assert status == 400 and body["message"].startswith(field)
+    assert not fake.upload_tickets
+
+
+async def test_put_is_refused_like_object_storage_would(
+    fake: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    _, body = await ticket(fake, http)
+    upload = body["data"]["upload"]
+    assert await put(http, upload, b"ref video", Authorization="Bearer test-key") == 400
+    assert await put(http, upload, b"ref video", **{"Content-Type": "video/webm"}) == 403
+    assert await put(http, upload, b"ref vide") == 400  # 8 bytes, 9 declared
+    assert await put(http, upload | {"url": upload["url"].split("?")[0]}, b"ref video") == 403
+    assert not fake.uploads
+    fake.direct_uploads = False
+    status, _ = await ticket(fake, http)
+    assert status == 404
+
+
+async def test_put_over_100_mb_is_413_before_any_body(fake: FakeWaveSpeed,
+                                                      http: aiohttp.ClientSession) -> None:
+    _, body = await ticket(fake, http, size=100 * 1024 * 1024)
+    target = yarl.URL(body["data"]["upload"]["url"])
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(
+        f"PUT {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}\r\n"
+        "Content-Type: video/mp4\r\nContent-Length: 104857601\r\n\r\n".encode()
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"413"
+
+
+async def test_redirect_fault_and_reported_statuses(
+    fake: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake.send_success_code = False
+    fake.queue_tasks(TaskBehaviour.ok(complete_after=5).waiting_as("queued"),
+                     TaskBehaviour.fail("stopped", complete_after=0, status="cancelled"))
+    _, first = await call(http, "POST", fake.base_url + SUBMIT, headers=AUTH, json=BODY)
+    _, second = await call(http, "POST", fake.base_url + SUBMIT, headers=AUTH, json=BODY)
+    assert "code" not in first and first["data"]["status"] == "queued"
+    _, body = await call(http, "GET", second["data"]["urls"]["get"], headers=AUTH)
+    assert body["data"]["status"] == "cancelled" and body["data"]["error"] == "stopped"
+
+    fake.inject("output", Fault.redirect("https://169.254.169.254/x", code=307))
+    async with http.get(fake.base_url + "/outputs/any.mp4", allow_redirects=False) as resp:
+        assert resp.status == 307 and resp.headers["Location"] == "https://169.254.169.254/x"

@@ -212,7 +212,7 @@ async def test_submit_is_sent_once_and_raises_typed_error(
     fake: FakeWaveSpeed, fault: Fault, error: type[WaveSpeedError], may_exist: bool
 ) -> None:
     fake.inject("submit", fault)
-    async with quick_client(fake.base_url, request_timeout=0.3) as client:
+    async with quick_client(fake.base_url, request_timeout=0.3, submit_timeout=0.3) as client:
         with pytest.raises(WaveSpeedError) as caught:
             await client.submit(REQUEST)
     assert type(caught.value) is error
@@ -385,14 +385,13 @@ async def test_retry_after_beyond_the_cap_is_raised_at_once(fake: FakeWaveSpeed)
         ({"code": 500, "message": "boom", "data": None}, ServerError),
         ({"code": 400, "message": "bad seed", "data": None}, BadRequestError),
         ({"code": "weird", "message": "?", "data": None}, MalformedResponseError),
+        ({"code": 201, "message": "?", "data": {"id": "t", "status": "created"}},
+         MalformedResponseError),
         ({"code": 200, "message": "success", "data": {"id": ""}}, MalformedResponseError),
-        (
-            {"code": 200, "message": "success", "data": {"id": "t", "status": "odd"}},
-            MalformedResponseError,
-        ),
+        ({"data": {"status": "created"}}, MalformedResponseError),
         ([1, 2, 3], MalformedResponseError),
     ],
-    ids=["code500", "code400", "code-not-int", "no-id", "bad-status", "not-object"],
+    ids=["code500", "code400", "code-not-int", "code201", "no-id", "no-code-no-id", "not-object"],
 )
 async def test_http_200_without_valid_data(body: Any, error: type[WaveSpeedError]) -> None:
     async def handler(request: web.Request) -> web.Response:
@@ -404,18 +403,104 @@ async def test_http_200_without_valid_data(body: Any, error: type[WaveSpeedError
     assert type(caught.value) is error
 
 
-# ---- uploads and balance ----------------------------------------------------------------------
+# ---- statuses WaveSpeed may add, envelopes without a code, slow submits -----------------------
 
 
-async def test_upload_and_balance_are_retried(fake: FakeWaveSpeed, client: WaveSpeedClient) -> None:
-    fake.inject("upload", Fault.status(503, "busy"), Fault.drop())
+@pytest.mark.parametrize("waiting", ["pending", "queued", "Waiting", ""])
+async def test_unknown_status_means_still_running_and_polling_goes_on(
+    fake: FakeWaveSpeed, client: WaveSpeedClient, waiting: str
+) -> None:
+    fake.queue_tasks(TaskBehaviour.ok().waiting_as(waiting))
+    created = await client.submit(REQUEST)
+    assert not created.is_terminal and not created.succeeded
+    assert created.status == (waiting.lower() or "unknown")
+    done = await completed(client, created.id)
+    assert done.status is TaskStatus.COMPLETED and done.succeeded
+    assert results(fake) >= 2  # it polled through the unknown status to the end
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "timeout", "deleted"])
+async def test_terminal_failure_statuses_end_the_task(
+    fake: FakeWaveSpeed, client: WaveSpeedClient, status: str
+) -> None:
+    fake.queue_tasks(TaskBehaviour.fail("gave up", status=status))
+    done = await completed(client, (await client.submit(REQUEST)).id)
+    assert done.is_terminal and not done.succeeded
+    assert done.status is TaskStatus(status) and str(done.status) == status
+    assert done.error == "gave up"
+
+
+def test_prediction_statuses() -> None:
+    for status in TaskStatus:
+        parsed = Prediction.from_data({"id": "t", "status": status.value})
+        assert parsed.status is status
+        assert parsed.is_terminal is (status not in (TaskStatus.CREATED, TaskStatus.PROCESSING))
+    for odd in ("pending", "queued", "starting", None, 7):
+        parsed = Prediction.from_data({"id": "t", "status": odd})
+        assert isinstance(parsed.status, str) and not parsed.is_terminal
+    assert Prediction.from_data({"id": "t", "status": "COMPLETED"}).status is TaskStatus.COMPLETED
+
+
+async def test_submit_reply_without_code_is_a_created_task(fake: FakeWaveSpeed) -> None:
+    fake.send_success_code = False  # {"data": {...}} only, as the SDK accepts
+    async with quick_client(fake.base_url) as client:
+        created = await client.submit(REQUEST)
+        assert created.id in fake.tasks and len(fake.tasks) == 1
+        done = await completed(client, created.id)
+    assert done.succeeded
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": {"id": "t-1", "status": "created"}},
+        {"code": None, "data": {"id": "t-1", "status": "created"}},
+        {"code": 200, "message": "success", "data": {"id": "t-1", "status": "odd"}},
+        # Only the id matters after a submit: broken extras must not refund a real task.
+        {"code": 200, "data": {"id": "t-1", "status": "created", "outputs": "nope"}},
+        {"code": 200, "data": {"id": "t-1", "has_nsfw_contents": 3}},
+    ],
+    ids=["no-code", "null-code", "odd-status", "bad-outputs", "bad-nsfw"],
+)
+async def test_http_200_with_a_task_id_is_a_created_task(body: Any) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    async with serve(handler) as base_url, quick_client(base_url) as client:
+        created = await client.submit(REQUEST)
+    assert created.id == "t-1" and not created.is_terminal
+
+
+async def test_submit_waits_longer_than_gets(fake: FakeWaveSpeed) -> None:
+    """The default submit read timeout (60 s, as WaveSpeed's API can be slow to accept a
+    task) is not the GETs' request_timeout: a slow submit is a task, not an unknown outcome."""
+    async with quick_client(fake.base_url, request_timeout=0.3) as client:
+        fake.inject("submit", Fault.delay(0.8))
+        created = await client.submit(REQUEST)
+        assert created.id in fake.tasks
+        fake.inject("result", *[Fault.delay(0.8)] * FAST.attempts)
+        with pytest.raises(RequestTimeoutError):
+            await client.get_result(created.id)
+
+
+async def test_submit_timeout_is_configurable(fake: FakeWaveSpeed) -> None:
+    async with quick_client(fake.base_url, request_timeout=5.0, submit_timeout=0.2) as client:
+        fake.inject("submit", Fault.delay(1.0))
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError) as caught:
+            await client.submit(REQUEST)
+    assert caught.value.task_may_exist and time.monotonic() - started < 0.9
+    with pytest.raises(ValueError, match="timeouts"):
+        async with quick_client(fake.base_url, submit_timeout=0):
+            pass
+
+
+# ---- balance ----------------------------------------------------------------------------------
+
+
+async def test_balance_is_retried(fake: FakeWaveSpeed, client: WaveSpeedClient) -> None:
     fake.inject("balance", Fault.malformed(), Fault.status(502, "x"))
-    url = await client.upload_media(make_mp4(), "ref.mp4", "video/mp4")
-    # The dropped try was processed, so the file is stored twice: harmless, hence retried.
-    assert list(fake.uploads.values()) == [make_mp4(), make_mp4()]
-    assert url.startswith(fake.base_url)
     assert await client.balance() == 100.0
-    assert len(fake.requests_to("/upload/binary")) == 3
     assert len(fake.requests_to("/balance")) == 3
 
 
@@ -502,7 +587,7 @@ async def test_api_key_never_in_errors_logs_or_repr(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     raised: list[BaseException] = []
-    async with quick_client(fake.base_url, request_timeout=0.3) as client:
+    async with quick_client(fake.base_url, request_timeout=0.3, submit_timeout=0.3) as client:
         assert SECRET not in repr(client) and SECRET not in str(client)
         # WaveSpeed echoing the key back must not carry it into our messages either.
         fake.inject("submit", Fault.status(400, f"bad key {SECRET}"), Fault.status(401, SECRET))

@@ -5,8 +5,9 @@ on transient failures; the submit POST is sent exactly once, because a POST whos
 may still have created a paid task. Its errors say so via `task_may_exist`.
 
 The API key lives only in the per-request Authorization header of API calls. It is never put in
-the session's default headers (so output downloads from other hosts never carry it), never
-logged, and scrubbed from any server text copied into an exception message.
+the session's default headers, never logged, and scrubbed from any server text copied into an
+exception message. URLs that replies name (outputs, upload targets) are fetched on a separate,
+guarded session (wavespeed/safe_download.py) that never carries the key.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,15 +40,26 @@ from wavespeed.errors import (
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
+    UnsafeOutputURLError,
     WaveSpeedError,
 )
-from wavespeed.models import MODEL_PATH, GenerationRequest, Prediction
+from wavespeed.hosts import HostEntry, normalize_host, parse_host_entries
+from wavespeed.models import MODEL_PATH, GenerationRequest, Prediction, TaskStatus, UploadTicket
+from wavespeed.safe_download import (
+    DEFAULT_MAX_REDIRECTS,
+    DownloadPolicy,
+    ResolverFactory,
+    download_session,
+    url_label,
+)
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 SUBMIT_PATH = f"/api/v3/{MODEL_PATH}"
-UPLOAD_PATH = "/api/v3/media/upload/binary"
+UPLOAD_TICKET_PATH = "/api/v3/media/uploads"  # the SDK's direct upload (then a PUT)
+UPLOAD_PATH = "/api/v3/media/upload/binary"  # the older multipart upload, kept as fallback
 BALANCE_PATH = "/api/v3/balance"
 _CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 log = logging.getLogger("wavespeed")
 T = TypeVar("T")
@@ -103,7 +115,27 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
+class _DirectUploadRefused(Exception):
+    """The direct upload path said no in a way the binary endpoint may not (see upload_media).
+    Not a WaveSpeedError, so _with_retries passes it straight up instead of retrying."""
+
+
 class WaveSpeedClient:
+    """WaveSpeed REST client.
+
+    Timeouts (seconds): `request_timeout` bounds a GET (result, balance) and the upload
+    ticket POST; `submit_timeout` is the submit POST's read timeout (default 60: a slow but
+    successful submit that we cut off is a task we refund while WaveSpeed bills it);
+    `connect_timeout` bounds opening a connection; `download_timeout` caps a whole output
+    download or upload transfer, whose reads may each stall up to `request_timeout`.
+
+    Output downloads (see wavespeed/safe_download.py): https only, public addresses only,
+    at most `max_redirects` redirects, each hop checked. `output_http_hosts` ("host" or
+    "host:port") lists hosts also allowed over plain http and on private/loopback addresses;
+    an http `base_url`'s own host:port counts as listed, since the operator already trusts it
+    with the key. `resolver_factory` replaces the DNS resolver under the guard (tests).
+    """
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -114,22 +146,41 @@ class WaveSpeedClient:
         request_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         download_timeout: float = 600.0,
+        submit_timeout: float = 60.0,
+        output_http_hosts: Iterable[str] = (),
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        resolver_factory: ResolverFactory | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
         if "Authorization" in session.headers:
             # Session-wide auth would also go to output URLs on other hosts.
             raise ValueError("the session must not carry a default Authorization header")
+        if not all(t > 0 for t in (request_timeout, connect_timeout, download_timeout,
+                                   submit_timeout)):
+            raise ValueError("timeouts must be above 0")
         self._session = session
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
         self._retry = retry
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
-        # Downloads can be large, so a whole-request deadline of request_timeout would cut off
-        # healthy transfers: bound the stall between reads instead, plus a generous overall cap.
-        self._download_timeout = aiohttp.ClientTimeout(
+        # sock_read is what the SDK's (connect, read) timeout means; the total only stops a
+        # reply that trickles forever.
+        self._submit_timeout = aiohttp.ClientTimeout(
+            total=connect_timeout + submit_timeout,
+            sock_connect=connect_timeout,
+            sock_read=submit_timeout,
+        )
+        # Transfers can be large, so a whole-request deadline of request_timeout would cut off
+        # healthy ones: bound the stall between reads instead, plus a generous overall cap.
+        self._transfer_timeout = aiohttp.ClientTimeout(
             total=download_timeout, sock_connect=connect_timeout, sock_read=request_timeout
         )
+        self._policy = DownloadPolicy(
+            parse_host_entries(output_http_hosts) + _base_host_entry(self._base_url),
+            max_redirects,
+        )
+        self._resolver_factory = resolver_factory
 
     def __repr__(self) -> str:
         return f"WaveSpeedClient(base_url={self._base_url!r}, retry={self._retry!r})"
@@ -145,6 +196,10 @@ class WaveSpeedClient:
         request_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         download_timeout: float = 600.0,
+        submit_timeout: float = 60.0,
+        output_http_hosts: Iterable[str] = (),
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        resolver_factory: ResolverFactory | None = None,
     ) -> AsyncIterator[WaveSpeedClient]:
         """A client with its own ClientSession, closed on exit."""
         async with aiohttp.ClientSession() as session:
@@ -156,14 +211,32 @@ class WaveSpeedClient:
                 request_timeout=request_timeout,
                 connect_timeout=connect_timeout,
                 download_timeout=download_timeout,
+                submit_timeout=submit_timeout,
+                output_http_hosts=output_http_hosts,
+                max_redirects=max_redirects,
+                resolver_factory=resolver_factory,
             )
 
     # -- public API ------------------------------------------------------------------------
 
     async def submit(self, request: GenerationRequest) -> Prediction:
         """Create a task. Sent once, never retried: see WaveSpeedError.task_may_exist."""
-        data = await self._api_call("POST", SUBMIT_PATH, attempt=1, json_body=request.to_json())
-        return _prediction(data, "POST", SUBMIT_PATH)
+        data = await self._api_call(
+            "POST", SUBMIT_PATH, attempt=1, json_body=request.to_json(),
+            limits=self._submit_timeout,
+        )
+        try:
+            return Prediction.from_data(data)
+        except ValueError as exc:
+            # Only the id matters after a submit: with it the task is ours to poll, and
+            # calling the reply malformed would refund a task that exists and bills.
+            task_id = data.get("id") if isinstance(data, dict) else None
+            if isinstance(task_id, str) and task_id:
+                log.warning("POST %s: task %s created, reply otherwise unusable (%s)",
+                            SUBMIT_PATH, task_id, exc)
+                return Prediction(id=task_id, status=TaskStatus.CREATED)
+            raise MalformedResponseError(
+                f"POST {SUBMIT_PATH}: bad prediction: {exc}") from None
 
     async def get_result(self, task_id: str) -> Prediction:
         path = f"/api/v3/predictions/{task_id}/result"
@@ -176,14 +249,39 @@ class WaveSpeedClient:
     async def upload_media(self, data: bytes, filename: str, content_type: str) -> str:
         """Upload a file for WaveSpeed to fetch; returns its download URL.
 
-        Retried even though it is a POST: a duplicate upload only stores the file twice
+        First the SDK's direct upload: `POST /api/v3/media/uploads` with `filename`, `size`
+        and `content_type` returns `data.upload` (`method` PUT, `url`, `headers`) and
+        `data.download_url`; the bytes are PUT to that URL with exactly those headers (never
+        the API key: it is storage, not the API) and `data.download_url` is returned.
+
+        Falls back to `POST /api/v3/media/upload/binary` (multipart `file`) when the direct
+        path refuses rather than fails:
+        * the ticket POST answers a non-retryable error other than 401: 404/405 (no such
+          endpoint on this deployment), 400/413/415 (it will not take this file), 403, ...;
+        * the ticket is not an instruction we can follow (no upload URL, not PUT, no
+          download_url), or the download guard refuses the PUT URL;
+        * the PUT answers a non-retryable status (400, 403 expired signature, 413, ...).
+        Not fallen back on: a 401 on the ticket (the key is wrong, the binary endpoint would
+        say so too), nor transient failures (429, 5xx, timeouts, drops), which are retried
+        per RetryPolicy and then raised, since both endpoints are the same service.
+
+        Retried even though these are POSTs: a duplicate upload only stores the file twice
         (kept 7 days, free), which is harmless, unlike a duplicate submit.
         """
+        try:
+            return await self._with_retries(
+                "POST", UPLOAD_TICKET_PATH,
+                lambda attempt: self._upload_direct(data, filename, content_type, attempt),
+            )
+        except _DirectUploadRefused as refused:
+            log.info("direct upload refused (%s); falling back to %s", refused, UPLOAD_PATH)
 
         async def once(attempt: int) -> str:
             form = aiohttp.FormData()  # rebuilt each try: a FormData can be sent only once
             form.add_field("file", data, filename=filename, content_type=content_type)
-            reply = await self._api_call("POST", UPLOAD_PATH, attempt=attempt, form=form)
+            reply = await self._api_call(
+                "POST", UPLOAD_PATH, attempt=attempt, form=form, limits=self._transfer_timeout
+            )
             url = reply.get("download_url") if isinstance(reply, dict) else None
             if not isinstance(url, str) or not url:
                 raise MalformedResponseError(f"POST {UPLOAD_PATH}: reply has no data.download_url")
@@ -211,16 +309,21 @@ class WaveSpeedClient:
     async def download_output(self, url: str, dest: Path, *, max_bytes: int) -> int:
         """Stream an output file to `dest`; returns its size in bytes.
 
-        Sent without the Authorization header: output URLs live on a CDN, not the API host.
-        Bytes go to a sibling `.part` file that is renamed into place only when complete,
+        Fetched on a guarded session of its own, without the Authorization header: output
+        URLs live on a CDN, not the API host. Redirects are followed here, up to the policy's
+        cap, and every hop is checked; a refused URL raises UnsafeOutputURLError (not
+        retried). Bytes go to a sibling `.part` file renamed into place only when complete,
         so `dest` never holds a truncated video and nothing is left behind on failure.
         """
-        label = _url_label(url)
+        target = _parse_url(url)
+        label = url_label(target)
+        async with download_session(self._policy, self._resolver_factory) as session:
 
-        async def once(attempt: int) -> int:
-            return await self._download_once(url, label, dest, max_bytes, attempt)
+            async def once(attempt: int) -> int:
+                return await self._download_once(session, target, label, dest, max_bytes,
+                                                 attempt)
 
-        return await self._with_retries("GET", label, once)
+            return await self._with_retries("GET", label, once)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -258,10 +361,18 @@ class WaveSpeedClient:
         attempt: int,
         json_body: dict[str, Any] | None = None,
         form: aiohttp.FormData | None = None,
+        limits: aiohttp.ClientTimeout | None = None,
     ) -> Any:
-        """One authenticated request; returns the envelope's `data` or raises a typed error."""
+        """One authenticated request; returns the envelope's `data` or raises a typed error.
+
+        Like the SDK, a 2xx reply whose envelope has no `code` (or a null one) is a success:
+        the SDK reads `data.id` from a submit reply without looking at `code` at all. A code
+        that is present and not 200 is still an error, as the HTTP status would be.
+        """
         started = time.monotonic()
-        status, retry_after, raw = await self._send(method, path, attempt, json_body, form)
+        status, retry_after, raw = await self._send(
+            method, path, attempt, json_body, form, limits or self._timeout
+        )
         log.debug(
             "%s %s -> %d (attempt %d, %.0f ms)",
             method,
@@ -278,7 +389,7 @@ class WaveSpeedClient:
                 f"{method} {path}: reply is not a JSON object", status=status
             )
         code = body.get("code")
-        if code != 200:
+        if code is not None and code != 200:
             # HTTP 200 carrying an error envelope: trust the envelope's code when it is one.
             if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
                 raise self._status_error(code, method, path, _message_of(body), retry_after)
@@ -294,6 +405,7 @@ class WaveSpeedClient:
         attempt: int,
         json_body: dict[str, Any] | None,
         form: aiohttp.FormData | None,
+        limits: aiohttp.ClientTimeout,
     ) -> tuple[int, float | None, bytes]:
         """Status, Retry-After and raw body of one authenticated request."""
         headers = {"Authorization": f"Bearer {self._api_key}"}
@@ -306,7 +418,7 @@ class WaveSpeedClient:
                 headers=headers,
                 json=json_body,
                 data=form,
-                timeout=self._timeout,
+                timeout=limits,
                 allow_redirects=False,
             ) as resp:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -316,13 +428,67 @@ class WaveSpeedClient:
         # Raised outside the except block on purpose: see _transport_error.
         raise failure
 
+    async def _upload_direct(
+        self, data: bytes, filename: str, content_type: str, attempt: int
+    ) -> str:
+        """One try of the direct upload: ticket, then PUT. See upload_media for the rules."""
+        payload: dict[str, Any] = {"filename": filename, "size": len(data)}
+        if content_type:
+            payload["content_type"] = content_type
+        try:
+            reply = await self._api_call(
+                "POST", UPLOAD_TICKET_PATH, attempt=attempt, json_body=payload
+            )
+        except WaveSpeedError as exc:
+            if exc.retryable or exc.status == 401:
+                raise
+            raise _DirectUploadRefused(f"{type(exc).__name__}, status {exc.status}") from None
+        try:
+            ticket = UploadTicket.from_data(reply)
+            put_url = _parse_url(ticket.put_url)
+            self._policy.check_url(put_url)
+        except (ValueError, UnsafeOutputURLError) as exc:
+            raise _DirectUploadRefused(f"unusable ticket: {exc}") from None
+        try:
+            await self._put(put_url, ticket.put_headers, data, attempt)
+        except WaveSpeedError as exc:
+            if exc.retryable:
+                raise
+            raise _DirectUploadRefused(f"PUT {type(exc).__name__}, status {exc.status}") from None
+        return ticket.download_url
+
+    async def _put(self, url: URL, headers: dict[str, str], data: bytes, attempt: int) -> None:
+        """PUT the bytes to the ticket's storage URL on a guarded session, no redirects."""
+        label = url_label(url)  # never the query: presigned URLs carry their signature there
+        async with download_session(self._policy, self._resolver_factory) as session:
+            try:
+                async with session.put(
+                    url, data=data, headers=headers, timeout=self._transfer_timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    log.debug("PUT %s -> %d (attempt %d)", label, resp.status, attempt)
+                    if 200 <= resp.status < 300:
+                        return
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    # Storage replies are not WaveSpeed envelopes (often XML): status only.
+                    failure = self._status_error(resp.status, "PUT", label, None, retry_after)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = self._transport_error(exc, "PUT", label, attempt)
+        raise failure  # outside the except block on purpose: see _transport_error
+
     async def _download_once(
-        self, url: str, label: str, dest: Path, max_bytes: int, attempt: int
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        label: str,
+        dest: Path,
+        max_bytes: int,
+        attempt: int,
     ) -> int:
         part = dest.with_name(dest.name + ".part")
         started = time.monotonic()
         try:
-            written = await self._stream_to(url, label, part, max_bytes, attempt)
+            written = await self._stream_to(session, url, part, max_bytes, attempt)
             await asyncio.to_thread(part.replace, dest)
         except (aiohttp.ClientError, TimeoutError) as exc:
             await _unlink(part)
@@ -338,11 +504,31 @@ class WaveSpeedClient:
         raise failure  # outside the except block on purpose: see _transport_error
 
     async def _stream_to(
-        self, url: str, label: str, part: Path, max_bytes: int, attempt: int
+        self, session: aiohttp.ClientSession, url: URL, part: Path, max_bytes: int, attempt: int
     ) -> int:
+        current = url
+        for _hop in range(self._policy.max_redirects + 1):
+            self._policy.check_url(current)  # names are checked again by the guarded resolver
+            written = await self._fetch_hop(session, current, part, max_bytes, attempt)
+            if isinstance(written, int):
+                return written
+            current = written
+        raise UnsafeOutputURLError(
+            f"refused {url_label(url)}: more than {self._policy.max_redirects} redirects"
+        )
+
+    async def _fetch_hop(
+        self, session: aiohttp.ClientSession, url: URL, part: Path, max_bytes: int, attempt: int
+    ) -> int | URL:
+        """One request: the bytes written, or the URL a redirect points to."""
+        label = url_label(url)
         # No headers argument at all: the key must never reach the output host.
-        async with self._session.get(url, timeout=self._download_timeout) as resp:
+        async with session.get(
+            url, timeout=self._transfer_timeout, allow_redirects=False
+        ) as resp:
             log.debug("GET %s -> %d (attempt %d)", label, resp.status, attempt)
+            if resp.status in _REDIRECTS:
+                return _redirect_target(url, resp.headers.get("Location"), resp.status, label)
             if resp.status != 200:
                 body = _parse_json(await resp.content.read(64 * 1024))
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -445,13 +631,32 @@ def _too_large(label: str, max_bytes: int, why: str) -> OutputTooLargeError:
     return OutputTooLargeError(f"GET {label}: {why} (limit {max_bytes})", size_limit=max_bytes)
 
 
-def _url_label(url: str) -> str:
-    """Host and path only: output URLs may carry signed query tokens worth keeping out of logs."""
+def _parse_url(url: str) -> URL:
     try:
-        parsed = URL(url)
-    except ValueError:
-        return "<invalid url>"
-    return f"{parsed.host or ''}{parsed.path}"
+        return URL(url)
+    except (TypeError, ValueError):
+        raise UnsafeOutputURLError("refused an output URL that cannot be parsed") from None
+
+
+def _redirect_target(current: URL, location: str | None, status: int, label: str) -> URL:
+    """Where a redirect points, resolved against the URL that answered it (as aiohttp does)."""
+    if not location:
+        raise MalformedResponseError(f"GET {label}: {status} redirect without a Location")
+    try:
+        return current.join(URL(location)).with_fragment(None)
+    except (TypeError, ValueError):
+        raise UnsafeOutputURLError(f"refused a redirect from {label}: bad Location") from None
+
+
+def _base_host_entry(base_url: str) -> tuple[HostEntry, ...]:
+    """An http base URL's host:port, trusted for downloads like an OUTPUT_HTTP_HOSTS entry."""
+    try:
+        base = URL(base_url)
+    except (TypeError, ValueError):
+        return ()
+    if base.scheme != "http" or not base.raw_host or base.port is None:
+        return ()
+    return (HostEntry(normalize_host(base.raw_host), base.port),)
 
 
 async def _unlink(path: Path) -> None:

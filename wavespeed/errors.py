@@ -84,3 +84,13 @@ class OutputTooLargeError(WaveSpeedError):
     def __init__(self, message: str, *, size_limit: int) -> None:
         super().__init__(message)
         self.size_limit = size_limit
+
+
+class UnsafeOutputURLError(WaveSpeedError):
+    """An output URL (or a redirect from it) the download guard refused: a scheme other than
+    https (http only for configured hosts), an address that is not public (private, loopback,
+    link-local, cloud metadata, ...), or too many redirects.
+
+    Not retryable: the same URL would be refused again. The message names scheme, host and
+    path only, never the query string, which may hold a signed token.
+    """

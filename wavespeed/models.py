@@ -30,6 +30,25 @@ class TaskStatus(StrEnum):
     def is_terminal(self) -> bool:
         return self not in (TaskStatus.CREATED, TaskStatus.PROCESSING)
 
+    @classmethod
+    def parse(cls, value: object) -> TaskStatus | str:
+        """The member for a known status; any other value as a string, meaning "in progress".
+
+        WaveSpeed's SDK polls on through any status it does not know (`pending`, `queued`,
+        ...), ending only at completed/failed/cancelled/timeout; so do we, rather than calling
+        the reply malformed and giving up on a task that exists and bills.
+        """
+        text = value.strip().lower() if isinstance(value, str) else ""
+        try:
+            return cls(text)
+        except ValueError:
+            return text or "unknown"
+
+
+def status_is_terminal(status: TaskStatus | str) -> bool:
+    """Only the enum's terminal members end a task; unknown statuses are still running."""
+    return isinstance(status, TaskStatus) and status.is_terminal
+
 
 def resolution_of(size: str) -> str:
     """'720p' or '1080p' for a WaveSpeed size string."""
@@ -108,7 +127,8 @@ class Prediction:
     """`data` of a submit or result reply."""
 
     id: str
-    status: TaskStatus
+    # A TaskStatus member when known; an unknown status is kept as its (lowercased) text.
+    status: TaskStatus | str
     outputs: tuple[str, ...] = ()
     has_nsfw_contents: tuple[bool, ...] = ()
     error: str | None = None
@@ -118,7 +138,7 @@ class Prediction:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status.is_terminal
+        return status_is_terminal(self.status)
 
     @property
     def succeeded(self) -> bool:
@@ -136,10 +156,7 @@ class Prediction:
         task_id = data.get("id")
         if not isinstance(task_id, str) or not task_id:
             raise ValueError("data.id is missing")
-        try:
-            status = TaskStatus(str(data.get("status")))
-        except ValueError as exc:
-            raise ValueError(f"unknown status {data.get('status')!r}") from exc
+        status = TaskStatus.parse(data.get("status"))
         outputs = data.get("outputs") or []
         nsfw = data.get("has_nsfw_contents") or []
         if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
@@ -159,3 +176,37 @@ class Prediction:
             created_at=data.get("created_at") if isinstance(data.get("created_at"), str) else None,
             inference_ms=int(inference) if isinstance(inference, int | float) else None,
         )
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """`data` of `POST /api/v3/media/uploads` (the SDK's direct upload): PUT the bytes to
+    `put_url` with exactly `put_headers`, then use `download_url`."""
+
+    put_url: str
+    put_headers: dict[str, str]
+    download_url: str
+
+    @classmethod
+    def from_data(cls, data: Any) -> UploadTicket:
+        """Parse `data`; raises ValueError when it is not a PUT instruction we can follow."""
+        if not isinstance(data, dict):
+            raise ValueError("data is not an object")
+        instruction = data.get("upload")
+        if not isinstance(instruction, dict):
+            raise ValueError("data.upload is missing")
+        method = instruction.get("method")
+        if not isinstance(method, str) or method.upper() != "PUT":
+            raise ValueError(f"data.upload.method is {method!r}, not PUT")
+        url = instruction.get("url")
+        if not isinstance(url, str) or not url:
+            raise ValueError("data.upload.url is missing")
+        headers = instruction.get("headers") or {}
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise ValueError("data.upload.headers is not an object of strings")
+        download_url = data.get("download_url")
+        if not isinstance(download_url, str) or not download_url:
+            raise ValueError("data.download_url is missing")
+        return cls(put_url=url, put_headers=dict(headers), download_url=download_url)

@@ -2,14 +2,23 @@
 
 Task state is derived from time.monotonic() elapsed since creation, so the server needs no
 background tasks. Faults are injected per route and consumed one per request, FIFO.
+
+Uploads speak both protocols: the SDK's direct upload (`POST /api/v3/media/uploads` for a
+ticket, then a `PUT` of the bytes to a presigned-style `/storage/{token}?signature=...` URL,
+which like real object storage refuses an Authorization header, a wrong Content-Type, a
+size other than the declared one and anything over 100 MB) and the older multipart
+`POST /api/v3/media/upload/binary`. `direct_uploads = False` models a deployment without
+the former.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 import math
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +27,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -32,7 +42,10 @@ from wavespeed.models import (
     SIZES,
 )
 
-ROUTES = frozenset({"submit", "result", "upload", "balance", "output"})
+# "upload" is the multipart binary upload; "upload_ticket" and "upload_put" the direct one.
+ROUTES = frozenset(
+    {"submit", "result", "upload", "upload_ticket", "upload_put", "balance", "output"}
+)
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the contract's 100 MB video limit
 _CHUNK = 64 * 1024
 _DROPPED = web.RequestKey("dropped", bool)  # marks a request answered by Fault.drop
@@ -45,6 +58,7 @@ class _FaultKind(Enum):
     DELAY = "delay"
     DROP = "drop"
     MALFORMED = "malformed"
+    REDIRECT = "redirect"
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class Fault:
     message: str = ""
     retry_after: float | None = None
     seconds: float = 0.0
+    location: str = ""
 
     @classmethod
     def status(
@@ -77,6 +92,11 @@ class Fault:
         """Process normally (a submit creates its task), then answer 200 with broken JSON."""
         return cls(_FaultKind.MALFORMED)
 
+    @classmethod
+    def redirect(cls, location: str, code: int = 302) -> Fault:
+        """Answer `code` with `Location: location` instead of processing the request."""
+        return cls(_FaultKind.REDIRECT, code=code, location=location)
+
 
 class _Outcome(Enum):
     OK = "ok"
@@ -93,6 +113,8 @@ class TaskBehaviour:
     complete_after: float | None = None
     message: str = ""
     size_bytes: int = 0
+    waiting_status: str | None = None  # reported instead of created/processing
+    failed_status: str = "failed"  # reported when the outcome is FAIL
 
     @classmethod
     def ok(cls, *, complete_after: float | None = None) -> TaskBehaviour:
@@ -100,9 +122,18 @@ class TaskBehaviour:
 
     @classmethod
     def fail(
-        cls, message: str = "generation failed", *, complete_after: float | None = None
+        cls,
+        message: str = "generation failed",
+        *,
+        complete_after: float | None = None,
+        status: str = "failed",
     ) -> TaskBehaviour:
-        return cls(_Outcome.FAIL, complete_after, message=message)
+        """Ends reporting `status`: failed, or cancelled/timeout/deleted as WaveSpeed may."""
+        return cls(_Outcome.FAIL, complete_after, message=message, failed_status=status)
+
+    def waiting_as(self, status: str) -> TaskBehaviour:
+        """The same behaviour, reporting `status` (e.g. pending, queued) until it ends."""
+        return dataclasses.replace(self, waiting_status=status)
 
     @classmethod
     def never(cls, *, complete_after: float | None = None) -> TaskBehaviour:
@@ -156,10 +187,15 @@ class FakeTask:
     def to_data(self, base_url: str) -> dict[str, Any]:
         status = self.status()
         done = status == "completed"
+        reported = status
+        if status == "failed":
+            reported = self.behaviour.failed_status
+        elif not done and self.behaviour.waiting_status is not None:
+            reported = self.behaviour.waiting_status
         return {
             "id": self.id,
             "model": MODEL_PATH,
-            "status": status,
+            "status": reported,
             "outputs": [f"{base_url}/outputs/{self.id}.mp4"] if done else [],
             "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
             "has_nsfw_contents": [self.behaviour.outcome is _Outcome.NSFW] if done else [],
@@ -167,6 +203,18 @@ class FakeTask:
             "error": self.behaviour.message if status == "failed" else "",
             "timings": {"inference": round(self.complete_after * 1000) if done else 0},
         }
+
+
+@dataclass
+class FakeUpload:
+    """A direct upload the fake handed out: the PUT must match what was declared."""
+
+    token: str
+    filename: str
+    size: int
+    content_type: str | None
+    signature: str  # the presigned URL's query token
+    put: bool = False  # the bytes arrived
 
 
 @dataclass(frozen=True)
@@ -191,10 +239,6 @@ def _envelope(code: int, message: str, data: Any = None, **headers: str) -> web.
     return web.json_response(body, status=code, headers=headers or None)
 
 
-def _ok(data: Any) -> web.Response:
-    return web.json_response({"code": 200, "message": "success", "data": data})
-
-
 class FakeWaveSpeed:
     def __init__(
         self,
@@ -214,6 +258,10 @@ class FakeWaveSpeed:
         self.tasks: dict[str, FakeTask] = {}
         self.requests: list[RecordedRequest] = []
         self.uploads: dict[str, bytes] = {}  # download token -> stored bytes
+        self.upload_tickets: dict[str, FakeUpload] = {}  # token -> direct upload
+        self.direct_uploads = True  # False: POST /api/v3/media/uploads is a 404, as on old APIs
+        # False: success replies leave out the envelope's "code" and "message" (data only).
+        self.send_success_code = True
         self.max_running_seen = 0
         self._faults: dict[str, collections.deque[Fault]] = {r: collections.deque() for r in ROUTES}
         self._behaviours: collections.deque[TaskBehaviour] = collections.deque()
@@ -233,6 +281,10 @@ class FakeWaveSpeed:
             f"{api}/predictions/{{task_id}}/result", self._faulty("result", self._result)
         )
         app.router.add_post(f"{api}/media/upload/binary", self._faulty("upload", self._upload))
+        app.router.add_post(
+            f"{api}/media/uploads", self._faulty("upload_ticket", self._upload_ticket)
+        )
+        app.router.add_put("/storage/{token}", self._faulty("upload_put", self._upload_put))
         app.router.add_get(f"{api}/balance", self._faulty("balance", self._balance))
         app.router.add_get("/outputs/{task_id}.mp4", self._faulty("output", self._output))
         app.router.add_get("/media/{token}/{filename}", self._media)
@@ -275,6 +327,11 @@ class FakeWaveSpeed:
     def finish_task(self, task_id: str) -> None:
         """End a task now with its behaviour's outcome ('never' tasks complete normally)."""
         self.tasks[task_id].finished_at = time.monotonic()
+
+    @property
+    def host(self) -> str:
+        """"127.0.0.1:<port>": the OUTPUT_HTTP_HOSTS entry that lets clients download from it."""
+        return self.base_url.split("://", 1)[1]
 
     @property
     def running_count(self) -> int:
@@ -324,6 +381,8 @@ class FakeWaveSpeed:
                 if fault.retry_after is not None:
                     headers["Retry-After"] = str(math.ceil(fault.retry_after))
                 return _envelope(fault.code, fault.message, **headers)
+            if fault is not None and fault.kind is _FaultKind.REDIRECT:
+                return web.Response(status=fault.code, headers={"Location": fault.location})
             # Delay, drop and malformed all model a request the server fully processed.
             response = await handler(request)
             if fault is None:
@@ -341,6 +400,11 @@ class FakeWaveSpeed:
             )
 
         return wrapped
+
+    def _ok(self, data: Any) -> web.Response:
+        if not self.send_success_code:
+            return web.json_response({"data": data})
+        return web.json_response({"code": 200, "message": "success", "data": data})
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -380,7 +444,7 @@ class FakeWaveSpeed:
         self.submissions.append(Submission(task_id=task_id, body=body, at=now))
         # Overlap only grows when a task starts, so sampling here gives the exact maximum.
         self.max_running_seen = max(self.max_running_seen, self.running_count)
-        return _ok(task.to_data(self.base_url))
+        return self._ok(task.to_data(self.base_url))
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
@@ -388,7 +452,7 @@ class FakeWaveSpeed:
         task = self.tasks.get(request.match_info["task_id"])
         if task is None:
             return _envelope(404, "prediction not found")
-        return _ok(task.to_data(self.base_url))
+        return self._ok(task.to_data(self.base_url))
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
@@ -405,12 +469,70 @@ class FakeWaveSpeed:
         token = uuid.uuid4().hex
         self.uploads[token] = data
         name = upload.filename or "upload.bin"
-        return _ok({"download_url": f"{self.base_url}/media/{token}/{name}"})
+        return self._ok({"download_url": f"{self.base_url}/media/{token}/{quote(name)}"})
+
+    async def _upload_ticket(self, request: web.Request) -> web.StreamResponse:
+        if not self.direct_uploads:
+            return await self._unknown(request)
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return _envelope(400, "request body is not valid JSON")
+        if not isinstance(body, dict):
+            return _envelope(400, "body must be a JSON object")
+        filename, size, content_type = (body.get(k) for k in ("filename", "size", "content_type"))
+        if not isinstance(filename, str) or not filename.strip():
+            return _envelope(400, "filename: is required")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            return _envelope(400, "size: must be a whole number of bytes, at least 1")
+        if size > MAX_UPLOAD_BYTES:
+            return _envelope(400, "size: larger than 100 MB")
+        if content_type is not None and not isinstance(content_type, str):
+            return _envelope(400, "content_type: must be a string")
+        token = uuid.uuid4().hex
+        ticket = FakeUpload(token, filename, size, content_type, secrets.token_hex(8))
+        self.upload_tickets[token] = ticket
+        headers = {"Content-Type": content_type} if content_type else {}
+        kind = (content_type or "application/octet-stream").split("/", 1)[0]
+        return self._ok({
+            "type": kind,
+            "filename": filename,
+            "size": size,
+            "download_url": f"{self.base_url}/media/{token}/{quote(filename)}",
+            "upload": {
+                "method": "PUT",
+                "url": f"{self.base_url}/storage/{token}?signature={ticket.signature}",
+                "headers": headers,
+            },
+        })
+
+    async def _upload_put(self, request: web.Request) -> web.StreamResponse:
+        # Object storage, not the API: it answers like S3 would to a presigned PUT.
+        ticket = self.upload_tickets.get(request.match_info["token"])
+        if ticket is None or request.query.get("signature") != ticket.signature:
+            return _envelope(403, "signature does not match")
+        if "Authorization" in request.headers:
+            return _envelope(400, "only one auth mechanism allowed: presigned URL or header")
+        if ticket.content_type and request.headers.get("Content-Type") != ticket.content_type:
+            return _envelope(403, "signature does not match: Content-Type differs")
+        length = request.content_length
+        if length is None:
+            return _envelope(411, "Content-Length is required")
+        if length > MAX_UPLOAD_BYTES:
+            return _envelope(413, "larger than 100 MB")
+        if length != ticket.size:
+            return _envelope(400, f"{length} bytes sent, {ticket.size} declared")
+        data = await request.read()
+        self.uploads[ticket.token] = data
+        ticket.put = True
+        return web.Response(status=200)
 
     async def _balance(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
             return denied
-        return _ok({"balance": self.balance_usd})
+        return self._ok({"balance": self.balance_usd})
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
@@ -488,6 +610,7 @@ def _validate(body: Any) -> str | None:
 
 __all__ = [
     "FakeTask",
+    "FakeUpload",
     "FakeWaveSpeed",
     "Fault",
     "RecordedRequest",
