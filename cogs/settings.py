@@ -27,8 +27,14 @@ from discord_layer.settings_view import (
     nsfw_text,
     settings_embed,
 )
-from engine.policy import PolicyError, compile_pattern, credits_to_cents, format_usd, usd_to_cents
-from storage.guild_settings import KEEP, MAX_PATTERN_CHARS, Keep, SettingsError
+from engine.policy import PolicyError, credits_to_cents, format_usd, usd_to_cents
+from storage.guild_settings import (
+    KEEP,
+    MAX_PATTERN_CHARS,
+    Keep,
+    SettingsError,
+    normalize_pattern,
+)
 
 T = TypeVar("T")
 LISTED_CHANNELS = 15
@@ -166,25 +172,22 @@ class SettingsCog(commands.GroupCog, group_name="settings",
     @blocklist.command(name="add", description="Refuse prompts that contain a word, phrase or "
                        "pattern")
     @app_commands.describe(pattern="A word or phrase, or a regular expression with kind: regex",
-                           kind="word (default): whole words, any case; regex: a Python regular "
-                           "expression")
+                           kind="word (default): whole words, any case; regex: an RE2 regular "
+                           "expression (no lookaround)")
     async def blocklist_add(self, interaction: discord.Interaction,
                             pattern: app_commands.Range[str, 1, MAX_PATTERN_CHARS],
                             kind: Literal["word", "regex"] = "word") -> None:
-        gid = self._guild(interaction)
-        try:
-            compiled = compile_pattern(pattern, kind)
-        except PolicyError as err:
+        gid, store = self._guild(interaction), self.services.guild_settings
+        try:  # the store checks the entry (engine.policy's checks are the same) off the loop
+            added = await store.add_pattern(gid, pattern, kind, actor=interaction.user.id)
+        except SettingsError as err:
             await reply_private(interaction, f"Not added: {err}")
             return
-        added = await attempt(interaction, self.services.guild_settings.add_pattern(
-            gid, compiled.pattern, kind, actor=interaction.user.id))
-        if added is None:
-            return
-        count = len(await self.services.guild_settings.patterns(gid))
+        count = len(await store.patterns(gid))
         what = "word entry" if kind == "word" else "regex entry"
         head = f"Added the {what}" if added else f"The blocklist already has the {what}"
-        await reply_private(interaction, f"{head}:\n{code_block([compiled.pattern])}\nPrompts and "
+        shown = normalize_pattern(pattern, kind)
+        await reply_private(interaction, f"{head}:\n{code_block([shown])}\nPrompts and "
                             "negative prompts that match it are refused before anything is "
                             f"charged. The blocklist has {count} entries.")
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from engine.policy import (
     Refusal,
     allowance_for,
+    check_blocklist,
     check_channel,
     check_limits,
     check_pause,
-    check_prompt,
     check_roles,
-    compile_patterns,
     credits_to_cents,
     day_window,
     effective_max_active,
@@ -92,8 +91,12 @@ class Gatekeeper:
                         check_roles(settings, who.role_ids)):
             if refusal is not None:
                 raise Refused(refusal)
-        patterns = compile_patterns(await self._settings.patterns(who.guild_id))
-        blocked = check_prompt(patterns, request.prompt, request.negative_prompt)
+        # In a worker thread: matching is linear-time (RE2) but can still take a fraction
+        # of a second for a long prompt and a heavy blocklist, and the loop serves every
+        # server. Only this server waits, behind its own lock.
+        entries = await self._settings.patterns(who.guild_id)
+        blocked = await asyncio.to_thread(check_blocklist, entries, request.prompt,
+                                          request.negative_prompt) if entries else None
         if blocked is not None:
             # For moderators: who and which entry, never the prompt itself.
             log.info("guild %d: prompt of user %d refused (%s)", who.guild_id, who.user_id,

@@ -14,27 +14,31 @@ A sensible order for the checks: `check_pause`, `check_channel`, `check_roles`,
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import math
-import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Final, Literal
+
+import re2
 
 from storage.guild_settings import (
-    MAX_PATTERN_CHARS,
-    PATTERN_KINDS,
     PERIODS,
+    WORD_END,
+    WORD_START,
     BlocklistEntry,
+    CheckedEntry,
     GuildSettings,
-    PatternKind,
     Period,
-    normalize_pattern,
+    Re2Regex,
+    SettingsError,
+    compile_entry,
+    re2_compile,
+    word_body,
 )
 
 log = logging.getLogger(__name__)
@@ -170,165 +174,77 @@ def check_roles(settings: GuildSettings, member_role_ids: Collection[int]) -> Re
 
 # -- what may be asked ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class CompiledPattern:
-    pattern: str          # as stored (normalised)
-    kind: PatternKind
-    regex: re.Pattern[str]
+CompiledPattern = CheckedEntry  # a blocklist entry checked for RE2
+
+# The programs a prompt is searched with are built per blocklist: all word entries in one
+# (sharing one pair of boundaries), all regex entries in another (so a heavy regex never
+# slows the words down), and a prompt is one linear pass over each, whatever the number of
+# entries. Not `re2.Set`: when its DFA runs out of memory it reports "no match", which here
+# would let a prompt through; a plain search falls back to a slower linear method instead.
+# One capturing group per entry tells which entry matched.
+PROGRAM_MAX_MEM: Final = 8 * 1024 * 1024  # bytes, per combined program (RE2's default)
 
 
-# Python's `re` backtracks and cannot be interrupted, and a prompt is checked on the event
-# loop, so one slow entry would stall the whole bot (every server). An entry is refused
-# when its worst case on the longest prompt the settings allow (6000 characters) could
-# exceed about REGEX_BUDGET steps (roughly a quarter of a second): a repetition inside a
-# repetition, an alternation inside one, or open-ended repetitions (`*`, `+`, `{n,}`)
-# whose backtracking multiplies. Possessive repetitions (`*+`, `++`) never backtrack and
-# are free. The estimate comes from CPython's own regex parser, `re._parser`.
-REGEX_BUDGET: Final = 250_000_000
-COST_TEXT_CHARS: Final = 6000
-try:
-    _SRE_PARSER: Any = importlib.import_module("re._parser")
-except ImportError:  # pragma: no cover - a Python without it: the estimate is skipped
-    _SRE_PARSER = None
-
-
-class _Explosive(Exception):
-    """A repetition containing another repetition or an alternation."""
-
-
-def _sequence_cost(items: Any, *, in_repeat: bool) -> int:
-    """Backtracking steps, at worst, for one attempt of a parsed sequence at one position."""
-    cost = 1
-    for op, arg in items:
-        name = str(op)
-        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            _low, high, sub = arg
-            repeats = high > 1
-            if in_repeat and repeats:
-                raise _Explosive
-            inner = _sequence_cost(sub, in_repeat=in_repeat or repeats)
-            if name == "POSSESSIVE_REPEAT" or not repeats:
-                cost *= inner
-            else:
-                cost *= inner * (min(high, COST_TEXT_CHARS) + 1)
-        elif name == "BRANCH":
-            if in_repeat:
-                raise _Explosive
-            cost *= sum(_sequence_cost(branch, in_repeat=False) for branch in arg[1])
-        elif name == "SUBPATTERN":
-            cost *= _sequence_cost(arg[3], in_repeat=in_repeat)
-        elif name == "ATOMIC_GROUP":
-            cost *= _sequence_cost(arg, in_repeat=in_repeat)
-        elif name in ("ASSERT", "ASSERT_NOT"):
-            cost *= _sequence_cost(arg[1], in_repeat=in_repeat)
-        elif name == "GROUPREF_EXISTS":
-            _group, yes, no = arg
-            cost *= max(_sequence_cost(yes, in_repeat=in_repeat),
-                        _sequence_cost(no, in_repeat=in_repeat) if no else 1)
-    return cost
-
-
-def regex_cost(source: str) -> int | None:
-    """Estimated worst-case steps of searching a COST_TEXT_CHARS-long text; None when the
-    regex repeats a repetition or an alternation (exponential) or cannot be estimated."""
-    if _SRE_PARSER is None:  # pragma: no cover
-        return 0
-    try:
-        parsed = _SRE_PARSER.parse(source, re.IGNORECASE)
-        return COST_TEXT_CHARS * _sequence_cost(parsed, in_repeat=False)
-    except _Explosive:
-        return None
-    except Exception:  # noqa: BLE001 - a parser we do not own: refuse rather than guess
-        return None
-
-
-# Texts an entry is tried on when it is added: a match of length zero on any of them means
-# the entry can match "nothing", i.e. would block every prompt or none predictably.
-_EMPTY_PROBES = ("", " ", "a", "A", "a b", "0", "_", "-", ".", "\n", "é", "ab12 cd")
-
-
-@functools.lru_cache(maxsize=4096)  # pure, and every /ref2video compiles the whole blocklist
 def compile_pattern(pattern: str, kind: str) -> CompiledPattern:
     """Check and compile a blocklist entry; raises PolicyError saying what is wrong.
 
-    A `word` entry matches case-insensitively as a whole word or phrase: not inside a
-    longer word ("cat" blocks "a Cat here", not "concatenate"), with any whitespace
-    between the words of a phrase. (The boundaries are "no letter, digit or _ on either
-    side" rather than `\\b`, so entries such as "c++" work too.) A `regex` entry is a
-    Python regular expression matched case-insensitively anywhere in the text."""
-    if kind not in PATTERN_KINDS:
-        raise PolicyError(f"The kind must be word or regex, not {kind!r}.")
-    text = normalize_pattern(pattern, kind)
-    if not text:
-        raise PolicyError("The pattern is empty. Give a word, a phrase or a regular expression.")
-    if len(text) > MAX_PATTERN_CHARS:
-        raise PolicyError(
-            f"The pattern is {len(text)} characters; the limit is {MAX_PATTERN_CHARS}. "
-            "Split it into shorter entries."
-        )
-    if kind == "word":
-        source = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in text.split()) + r"(?!\w)"
-        return CompiledPattern(text, "word", re.compile(source, re.IGNORECASE))
+    The checks are `storage.guild_settings.compile_entry`, which the store's `add_pattern`
+    runs too: whole words or phrases in any case for `word`, RE2 syntax for `regex`."""
     try:
-        regex = re.compile(text, re.IGNORECASE)
-    except re.error as err:
-        where = f" at position {err.pos}" if err.pos is not None else ""
-        raise PolicyError(
-            f"`{_code(text)}` is not a valid regular expression: {err.msg}{where}. "
-            "To block it as plain text, add it as a word entry instead."
-        ) from None
-    except (RecursionError, OverflowError):
-        raise PolicyError(
-            f"`{_code(text)}` is too complex a regular expression. Simplify it."
-        ) from None
-    cost = regex_cost(text)
-    if cost is None or cost > REGEX_BUDGET:
-        raise PolicyError(
-            f"`{_code(text)}` could take too long on a long prompt and slow the bot down for "
-            "everyone. Do not repeat a group that itself repeats or has alternatives (`|`), "
-            "and use at most one open-ended `*`, `+` or `{n,}`: give the others a small bound "
-            "such as `{0,10}`, or make them possessive (`*+`, `++`)."
-        )
-    for probe in _EMPTY_PROBES:
-        if any(m.start() == m.end() for m in regex.finditer(probe)):
-            raise PolicyError(
-                f"`{_code(text)}` can match empty text, so it would block prompts that "
-                "contain none of what you mean. Make every part of it match at least one "
-                "character (e.g. `+` instead of `*`, and no empty alternative)."
-            )
-    return CompiledPattern(text, "regex", regex)
+        return compile_entry(pattern, kind)
+    except SettingsError as err:
+        raise PolicyError(str(err)) from None
 
 
 def compile_patterns(entries: Iterable[BlocklistEntry]) -> list[CompiledPattern]:
     """Compile a stored blocklist. An entry that no longer compiles (stored by an older
-    version, say) is skipped with a warning rather than refusing every prompt."""
+    version, whose Python regexes allowed backreferences and lookaround, say) is skipped
+    with a warning rather than refusing every prompt."""
     compiled: list[CompiledPattern] = []
     for entry in entries:
-        try:
-            compiled.append(compile_pattern(entry.pattern, entry.kind))
-        except PolicyError as err:
-            log.warning("skipping blocklist entry %r (%s): %s", entry.pattern, entry.kind, err)
+        result = _stored_entry(entry.pattern, entry.kind)
+        if isinstance(result, str):
+            log.warning("skipping blocklist entry %r (%s): %s", entry.pattern, entry.kind,
+                        result)
+        else:
+            compiled.append(result)
     return compiled
+
+
+@functools.lru_cache(maxsize=1024)  # a refused entry is not cached by compile_entry
+def _stored_entry(pattern: str, kind: str) -> CompiledPattern | str:
+    """The compiled entry, or why it does not compile."""
+    try:
+        return compile_entry(pattern, kind)
+    except SettingsError as err:
+        return str(err)
 
 
 def normalize_prompt(text: str) -> str:
     """What the blocklist sees: NFKC (so full-width and styled letters read as plain ones)
-    with invisible format characters (zero-width spaces and joiners) removed."""
+    with invisible format characters (zero-width spaces and joiners) removed, and lone
+    surrogates too (RE2 reads UTF-8, which cannot encode them)."""
     folded = unicodedata.normalize("NFKC", text)
-    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return "".join(ch for ch in folded if unicodedata.category(ch) not in ("Cf", "Cs"))
 
 
 def check_prompt(
     patterns: Sequence[CompiledPattern], prompt: str, negative_prompt: str | None = None
 ) -> Refusal | None:
     """The user's message never repeats what matched; `detail` names the entry and the
-    field for the moderators' log."""
+    field for the moderators' log. Takes time linear in the texts' length (RE2), but up to
+    a fraction of a second for a long prompt and a heavy blocklist: call it off the event
+    loop (`check_blocklist` in a thread)."""
+    if not patterns:
+        return None
+    programs = _programs(tuple(patterns))
     for option, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
-        if not text or not patterns:
+        if not text:
             continue
         seen = normalize_prompt(text)
-        for entry in patterns:
-            if entry.regex.search(seen):
+        for program in programs:
+            entry = program.first_match(seen)
+            if entry is not None:
                 return Refusal(
                     Reason.BLOCKED_PROMPT,
                     f"Your {option} contains a word or phrase this server does not allow, "
@@ -336,6 +252,66 @@ def check_prompt(
                     detail=f"{option} matched {entry.kind} entry {entry.pattern!r}",
                 )
     return None
+
+
+def check_blocklist(
+    entries: Sequence[BlocklistEntry], prompt: str, negative_prompt: str | None = None
+) -> Refusal | None:
+    """`check_prompt` against a stored blocklist, compiling it first: the whole check,
+    meant to run in a worker thread (`asyncio.to_thread`)."""
+    return check_prompt(compile_patterns(entries), prompt, negative_prompt)
+
+
+@dataclass(frozen=True)
+class _Program:
+    """One RE2 program for several entries, and the capturing group of each."""
+
+    regex: Re2Regex
+    groups: tuple[tuple[int, CompiledPattern], ...]
+
+    def first_match(self, text: str) -> CompiledPattern | None:
+        """The entry of the leftmost match, if any entry matches."""
+        found = self.regex.search(text)
+        if found is None:
+            return None
+        return next((entry for group, entry in self.groups if found.start(group) >= 0),
+                    self.groups[0][1])
+
+
+@functools.lru_cache(maxsize=128)  # per blocklist, i.e. per server
+def _programs(patterns: tuple[CompiledPattern, ...]) -> tuple[_Program, ...]:
+    words = [p for p in patterns if p.kind == "word"]
+    regexes = [p for p in patterns if p.kind == "regex"]
+    programs: list[_Program] = []
+    if words:
+        body = "|".join(f"({word_body(p.pattern)})" for p in words)
+        programs += _combined(WORD_START + f"(?:{body})" + WORD_END,
+                              [(i + 1, p) for i, p in enumerate(words)])
+    if regexes:
+        groups, group = [], 1
+        for p in regexes:  # each entry's own groups come before the next entry's
+            groups.append((group, p))
+            group += 1 + p.groups
+        programs += _combined("|".join(f"({p.source})" for p in regexes), groups)
+    return tuple(programs)
+
+
+def _combined(source: str, groups: list[tuple[int, CompiledPattern]]) -> list[_Program]:
+    """One program for these entries; or, if they do not compile together (a blocklist
+    stored by an older version may be over the size limits), one program per entry."""
+    expected = groups[-1][0] + groups[-1][1].groups
+    try:
+        regex = re2_compile(source, PROGRAM_MAX_MEM)
+    except re2.error as err:
+        log.warning("blocklist entries checked one by one: %s", err)
+    else:
+        # An entry that quotes to the end of itself (`\Q...`) would swallow the next one:
+        # then the groups no longer line up, and the entries are checked one by one.
+        if regex.groups == expected:
+            return [_Program(regex, tuple(groups))]
+        log.warning("blocklist entries checked one by one: their groups do not line up")
+    # Each compiled as `compile_entry` checked it, so within ENTRY_MAX_MEM.
+    return [_Program(re2_compile(p.source), ((0, p),)) for _, p in groups]
 
 
 # -- what it may cost -----------------------------------------------------------------------
@@ -442,8 +418,3 @@ def _duration(seconds: int) -> str:
         return f"{minutes} min" + (f" {secs} s" if secs else "")
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h" + (f" {minutes} min" if minutes else "")
-
-
-def _code(text: str) -> str:
-    """Text fit to show inside `code`."""
-    return text.replace("`", "'")

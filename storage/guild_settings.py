@@ -11,15 +11,17 @@ so a slash command can pass only the options the moderator filled in.
 
 from __future__ import annotations
 
-import re
+import asyncio
+import functools
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, Protocol, cast, get_args
 
 import aiosqlite
+import re2  # google-re2: matching in time linear in the text, whatever the pattern
 
 from storage.database import Database
 
@@ -33,6 +35,10 @@ PATTERN_KINDS: Final[tuple[str, ...]] = get_args(PatternKind)
 
 MAX_PATTERN_CHARS: Final = 200
 MAX_PATTERNS: Final = 200          # per server: every prompt is checked against all of them
+# RE2 bounds a search by the text's length times the program's size, so bounding the
+# programs bounds the time a prompt takes to check (see `compile_entry`).
+ENTRY_MAX_MEM: Final = 256 * 1024  # bytes for one entry's RE2 program: ~16,000 instructions
+MAX_REGEX_PROGRAM: Final = 20_000  # RE2 instructions, a server's regex entries together
 MAX_CHANNELS: Final = 100          # per server
 MAX_PAUSE_MESSAGE_CHARS: Final = 500
 
@@ -208,39 +214,33 @@ class GuildSettingsStore:
     ) -> bool:
         """Add a blocklist entry; False if the server already has it.
 
-        Check it with `engine.policy.compile_pattern` first, which explains what is wrong
-        with a bad entry; this store refuses only what it can judge alone (the kind, the
-        length, a regular expression that does not compile). Entries are stored as
-        `normalize_pattern` makes them."""
-        if kind not in PATTERN_KINDS:
-            raise SettingsError(f"The kind must be word or regex, not {kind!r}.")
-        pattern = normalize_pattern(pattern, kind)
-        if not pattern:
-            raise SettingsError("The pattern is empty.")
-        if len(pattern) > MAX_PATTERN_CHARS:
-            raise SettingsError(
-                f"The pattern is {len(pattern)} characters; the limit is {MAX_PATTERN_CHARS}."
-            )
-        if kind == "regex":
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise SettingsError(f"Not a valid regular expression: {err}") from None
+        The entry is checked by `compile_entry`, the one validator of blocklist entries
+        (`engine.policy.compile_pattern` uses it too), and the server's regex entries must
+        stay within MAX_REGEX_PROGRAM together. Entries are stored as `normalize_pattern`
+        makes them."""
+        # RE2 compiles off the event loop, and outside the transaction: the database has one
+        # connection, so a transaction holds up every server's reads and writes.
+        entry = await asyncio.to_thread(compile_entry, pattern, kind)
+        if entry.kind == "regex":
+            listed: list[tuple[str, str]] = [(e.pattern, e.kind)
+                                             for e in await self.patterns(guild_id)]
+            await asyncio.to_thread(_check_regex_budget, entry, listed)
         now = self._clock()
         async with self.db.transaction() as conn:
             await self._touch(conn, guild_id, actor)
             async with conn.execute(
-                "SELECT COUNT(*) FROM guild_blocklist WHERE guild_id = ?", (guild_id,)
+                "SELECT pattern, kind FROM guild_blocklist WHERE guild_id = ?", (guild_id,)
             ) as cur:
-                row = await cur.fetchone()
-            count = int(row[0]) if row else 0
+                stored = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+            if entry.kind == "regex":  # again, atomically; compiled above, so from the cache
+                _check_regex_budget(entry, stored)
             cur = await conn.execute(
                 "INSERT INTO guild_blocklist (guild_id, pattern, kind, added_by, added_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (guild_id, pattern, kind, actor, now),
+                (guild_id, entry.pattern, entry.kind, actor, now),
             )
             added = cur.rowcount == 1
-            if added and count >= MAX_PATTERNS:
+            if added and len(stored) >= MAX_PATTERNS:
                 raise SettingsError(
                     f"This server's blocklist already has {MAX_PATTERNS} entries, the most it "
                     "can have; remove one first."
@@ -414,3 +414,241 @@ def _optional_limit(name: str, value: int | None) -> int | None:
     if value < 0:
         raise SettingsError(f"{name} cannot be negative (use 0 to turn it off).")
     return value or None
+
+
+# -- blocklist entries as RE2 programs ------------------------------------------------------
+#
+# Python's `re` backtracks, so one entry such as `(.+)\1b` could take seconds per prompt.
+# RE2 does not backtrack: a search takes at most time proportional to the text's length
+# times the program's size, whatever the pattern, and RE2 refuses what would need
+# backtracking (backreferences, lookaround). Bounding the program (ENTRY_MAX_MEM,
+# MAX_REGEX_PROGRAM) therefore bounds the time, which replaces the old estimate of
+# backtracking cost built on CPython's private `re._parser` (which backreferences fooled).
+
+class Re2Match(Protocol):
+    def start(self, group: int = 0) -> int: ...
+    def end(self, group: int = 0) -> int: ...
+
+
+class Re2Regex(Protocol):
+    """What the blocklist uses of a compiled `re2` pattern (the module has no type hints)."""
+
+    @property
+    def groups(self) -> int: ...
+    @property
+    def programsize(self) -> int: ...
+    def search(self, text: str) -> Re2Match | None: ...
+    def finditer(self, text: str) -> Iterator[Re2Match]: ...
+
+
+@dataclass(frozen=True)
+class CheckedEntry:
+    """A blocklist entry that passed `compile_entry`. Only what its RE2 program told is
+    kept, not the program: a word entry's boundaries alone take ~35 KB of RE2 memory, and
+    the policy compiles a server's entries together anyway."""
+
+    pattern: str          # as stored (normalised)
+    kind: PatternKind
+    source: str           # the RE2 expression for this entry alone
+    size: int             # RE2 instructions of `source`; a search's worst case grows with them
+    groups: int           # capturing groups in `source`
+
+
+# Not Python's Unicode \w, and Python's \s, spelled for RE2 (whose \w, \s and \b are
+# ASCII-only); case-sensitive, as case folding would add U+0345 and the like to them. A word
+# entry's boundaries consume the character next to it, where Python's used lookbehind and
+# lookahead; that changes nothing about whether a prompt contains the entry.
+NOT_WORD_CHAR: Final = r"(?-i:[^\pL\pN_])"
+WORD_START: Final = rf"(?:^|{NOT_WORD_CHAR})"
+WORD_END: Final = rf"(?:{NOT_WORD_CHAR}|$)"
+WORD_SPACE: Final = r"(?-i:[\t-\r\x{1c}-\x{1f}\x{85}\pZ])+"
+
+# Texts a regex entry is tried on when it is added: a match of length zero on any of them
+# means the entry can match "nothing", i.e. would block every prompt or none predictably.
+_EMPTY_PROBES = ("", " ", "a", "A", "a b", "0", "_", "-", ".", "\n", "é", "ab12 cd")
+
+_NOT_SUPPORTED = ("Blocklist regexes use RE2 syntax, which checks a prompt in time "
+                  "proportional to its length and so has no backreferences or lookaround.")
+
+
+def re2_compile(source: str, max_mem: int = ENTRY_MAX_MEM) -> Re2Regex:
+    """Case-insensitive; a program over `max_mem` bytes is refused rather than built; and
+    quiet (RE2 would otherwise print every pattern it refuses to stderr)."""
+    options = re2.Options()
+    options.case_sensitive = False
+    options.max_mem = max_mem
+    options.log_errors = False
+    return cast(Re2Regex, re2.compile(source, options))
+
+
+def word_body(text: str) -> str:
+    """A normalised word entry for RE2, without its boundaries: the words taken literally
+    with any whitespace between them."""
+    return WORD_SPACE.join(re2.escape(word) for word in text.split())
+
+
+@functools.lru_cache(maxsize=4096)  # pure, and every /ref2video compiles the whole blocklist
+def compile_entry(pattern: str, kind: str) -> CheckedEntry:
+    """Check and compile a blocklist entry: the one validator of entries, for the store
+    and the policy alike. Raises SettingsError saying what is wrong, for the moderator.
+
+    A `word` entry matches case-insensitively as a whole word or phrase: not inside a
+    longer word ("cat" blocks "a Cat here", not "concatenate"), with any whitespace
+    between the words of a phrase. (The boundaries are "no letter, digit or _ on either
+    side" rather than `\\b`, so entries such as "c++" work too.) A `regex` entry is an RE2
+    regular expression matched case-insensitively anywhere in the text."""
+    if kind not in PATTERN_KINDS:
+        raise SettingsError(f"The kind must be word or regex, not {kind!r}.")
+    text = normalize_pattern(pattern, kind)
+    if not text:
+        raise SettingsError(
+            "The pattern is empty. Give a word, a phrase or a regular expression.")
+    if len(text) > MAX_PATTERN_CHARS:
+        raise SettingsError(
+            f"The pattern is {len(text)} characters; the limit is {MAX_PATTERN_CHARS}. "
+            "Split it into shorter entries."
+        )
+    if kind == "word":
+        source = WORD_START + word_body(text) + WORD_END
+    else:
+        source = _without_possessive(text)
+    try:
+        regex = re2_compile(source)
+    except re2.error as err:
+        raise SettingsError(_refusal(text, _error_text(err))) from None
+    if kind == "regex" and any(m.start() == m.end() for probe in _EMPTY_PROBES
+                               for m in regex.finditer(probe)):
+        raise SettingsError(
+            f"`{_code(text)}` can match empty text, so it would block prompts that "
+            "contain none of what you mean. Make every part of it match at least one "
+            "character (e.g. `+` instead of `*`, and no empty alternative)."
+        )
+    return CheckedEntry(text, cast(PatternKind, kind), source, regex.programsize,
+                        regex.groups)
+
+
+def _check_regex_budget(entry: CheckedEntry, stored: Iterable[tuple[str, str]]) -> None:
+    """Refuse `entry` if the server's regex entries would exceed MAX_REGEX_PROGRAM
+    together: every prompt is checked against all of them."""
+    total = entry.size
+    for pattern, kind in stored:
+        if kind == "regex" and pattern != entry.pattern:
+            try:
+                total += compile_entry(pattern, kind).size
+            except SettingsError:
+                continue  # stored by an older version: skipped when prompts are checked
+    if total > MAX_REGEX_PROGRAM:
+        raise SettingsError(
+            f"With `{_code(entry.pattern)}`, this server's regex entries would be too large "
+            f"together ({total:,} RE2 instructions; the limit is {MAX_REGEX_PROGRAM:,}), and "
+            "every prompt is checked against all of them. Simplify or remove some regex "
+            "entries (smaller counts such as `{0,10}`, fewer Unicode classes such as `\\pL`), "
+            "or add plain words and phrases as word entries, which do not count."
+        )
+
+
+def _error_text(err: Exception) -> str:
+    raw = err.args[0] if err.args else ""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+# RE2's syntax errors (the part before ": "), in the words Python's `re` uses.
+_SYNTAX = {
+    "missing )": "missing ), unterminated subpattern",
+    "unexpected )": "unbalanced parenthesis",
+    "missing ]": "unterminated character set",
+    "trailing \\": "bad escape (end of pattern)",
+    "no argument for repetition operator": "nothing to repeat",
+    "bad repetition operator": "multiple repeat",
+    "invalid perl operator": "unsupported group or flag",
+}
+
+
+def _refusal(text: str, error: str) -> str:
+    """Why RE2 refused `text`, and what to do instead."""
+    what, _, where = error.partition(": ")
+    shown = f"`{_code(text)}`"
+    if what == "invalid perl operator" and where.startswith(("(?=", "(?!", "(?<")):
+        return (f"{shown} uses lookahead or lookbehind (`(?=`, `(?!`, `(?<=`, `(?<!`), which "
+                f"is not supported. {_NOT_SUPPORTED} Match the text itself instead "
+                "(e.g. `cat` rather than `(?=cat)`), or add each case as its own entry.")
+    if ((what == "invalid escape sequence" and (where[1:2].isdigit() or where[1:2] == "k"))
+            or (where == "(?P" and "(?P=" in text)):
+        return (f"{shown} uses a backreference (such as `\\1` or `(?P=name)`), which is not "
+                "supported. "
+                f"{_NOT_SUPPORTED} Spell out the repeated part instead (e.g. `(ab)ab` rather "
+                "than `(ab)\\1`), or add each case as its own entry.")
+    if what == "invalid repetition size":
+        return (f"{shown} repeats too much (`{_code(where)}`): a count may be at most 1000, "
+                "and nested counts multiply (`(a{100}){100}` is 10000). Use smaller counts.")
+    if what.startswith("pattern too large"):
+        return (f"{shown} is too large once compiled: counts such as `{{100}}` copy what they "
+                "repeat, and Unicode classes such as `\\pL` are large. Use smaller counts, or "
+                "split it into several entries.")
+    return (f"{shown} is not a valid regular expression: {_SYNTAX.get(what, what)} at "
+            f"`{_code(where)}`{_HINTS.get(where[:2], '')}. Blocklist regexes use RE2 syntax. "
+            "To block it as plain text, add it as a word entry instead.")
+
+
+# Python escapes RE2 spells differently.
+_HINTS = {"\\Z": " (write `\\z` for the end of the text)",
+          "\\u": " (write a character by its code as `\\x{e9}`)",
+          "\\U": " (write a character by its code as `\\x{1F600}`)",
+          "\\N": " (type the character itself, or write its code as `\\x{e9}`)"}
+
+
+def _without_possessive(source: str) -> str:
+    """`a++` as `a+`, `(?>x)` as `(?:x)`. The old version advised possessive repetitions
+    against backtracking; RE2 never backtracks and does not parse them. The plain form
+    blocks at least what the possessive one did (that one only ever matched less), and
+    nothing else changes: RE2 refuses a `+` after a repetition anyway."""
+    out: list[str] = []
+    i = 0
+    while i < len(source):
+        if source.startswith("\\Q", i):  # literal text up to \E: copied as is
+            end = source.find("\\E", i + 2)
+            j = len(source) if end < 0 else end + 2
+        elif source[i] == "\\":
+            j = i + 2
+        elif source[i] == "[":
+            j = _class_end(source, i)
+        elif source.startswith("(?>", i):
+            out.append("(?:")
+            i += 3
+            continue
+        elif repeat := _REPEAT.match(source, i):
+            j = repeat.end()
+            if source.startswith("+", j):
+                out.append(repeat.group())
+                i = j + 1
+                continue
+        else:
+            j = i + 1
+        out.append(source[i:j])
+        i = j
+    return "".join(out)
+
+
+_REPEAT = re2.compile(r"(?:[*+?]|\{[0-9]+(?:,[0-9]*)?\})\??")
+
+
+def _class_end(source: str, start: int) -> int:
+    """Where the character class opening at `start` ends (past its `]`)."""
+    i = start + 1
+    if source.startswith("^", i):
+        i += 1
+    if source.startswith("]", i):  # a leading ] is literal
+        i += 1
+    while i < len(source) and source[i] != "]":
+        if source[i] == "\\":
+            i += 2
+        elif source.startswith("[:", i) and (close := source.find(":]", i + 2)) >= 0:
+            i = close + 2
+        else:
+            i += 1
+    return min(i + 1, len(source))
+
+
+def _code(text: str) -> str:
+    """Text fit to show inside `code`."""
+    return text.replace("`", "'")

@@ -229,7 +229,8 @@ async def test_blocklist_store_refuses_what_it_can_judge(
     store: GuildSettingsStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for pattern, kind in (("", "word"), ("   ", "regex"), ("x" * 201, "word"), ("(", "regex"),
-                          ("cat", "phrase")):
+                          ("cat", "phrase"), (r"(.+)\1b", "regex"), ("(?=a)", "regex"),
+                          ("a*", "regex"), (r"\pL{100}", "regex")):  # as engine.policy does
         with pytest.raises(SettingsError):
             await store.add_pattern(GUILD, pattern, kind, actor=ADMIN)  # type: ignore[arg-type]
     assert await store.add_pattern(GUILD, "x" * 200, "word", actor=ADMIN)
