@@ -26,8 +26,9 @@ from config.log_redaction import install as install_log_redaction
 from discord_layer.api_base import use_api_base, use_gateway_of
 from discord_layer.audit import AuditLog
 from discord_layer.balance_watch import BalanceWatch
-from discord_layer.buttons import DYNAMIC_ITEMS
+from discord_layer.buttons import DYNAMIC_ITEMS, on_reference_form
 from discord_layer.delivery import DiscordDelivery
+from discord_layer.job_starter import JobStarter
 from discord_layer.services import Services
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS
@@ -40,6 +41,7 @@ from storage.credits import CreditStore
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
+from storage.offers import OfferStore
 from wavespeed.client import WaveSpeedClient
 
 log = logging.getLogger("ref2video")
@@ -95,21 +97,28 @@ class Ref2VideoBot(commands.Bot):
                                    guild_settings=guild_settings, audit=audit)
         engine = JobEngine(jobs, self._wavespeed, delivery, s.prices, self._limits,
                            self._workdir)
+        input_limits = InputLimits(max_video_bytes=s.max_video_bytes,
+                                   max_audio_bytes=s.max_audio_bytes,
+                                   max_prompt_chars=s.max_prompt_chars)
+        gatekeeper = Gatekeeper(self.db, guild_settings, s.prices,
+                                starting_credits=s.starting_credits,
+                                bot_max_active=s.user_max_active_jobs)
+        offers = OfferStore(self.db)
         self.services = Services(
             settings=s, prices=s.prices, credits=credits, jobs=jobs, engine=engine, board=board,
-            input_limits=InputLimits(max_video_bytes=s.max_video_bytes,
-                                     max_audio_bytes=s.max_audio_bytes,
-                                     max_prompt_chars=s.max_prompt_chars),
-            guild_settings=guild_settings, db=self.db,
-            gatekeeper=Gatekeeper(self.db, guild_settings, s.prices,
-                                  starting_credits=s.starting_credits,
-                                  bot_max_active=s.user_max_active_jobs),
-            audit=audit,
+            input_limits=input_limits, guild_settings=guild_settings, db=self.db,
+            gatekeeper=gatekeeper, audit=audit,
             balance=BalanceWatch(self._wavespeed.balance, audit, guild_settings,
-                                 threshold_usd=s.wavespeed_balance_warn_usd))
+                                 threshold_usd=s.wavespeed_balance_warn_usd),
+            offers=offers,
+            starter=JobStarter(prices=s.prices, engine=engine, jobs=jobs, credits=credits,
+                               gatekeeper=gatekeeper, guild_settings=guild_settings,
+                               offers=offers, audit=audit, board=board,
+                               input_limits=input_limits))
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons on job messages, across restarts
+        self.add_listener(on_reference_form, "on_interaction")  # its form, likewise
         await self._sync_commands()
         # Jobs resume once the gateway has filled the channel cache they post into.
         self._starter = asyncio.create_task(self._start_engine(), name="engine-start")
@@ -168,7 +177,8 @@ async def run(settings: Settings) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
-                                        settings.wavespeed_base_url)
+                                        settings.wavespeed_base_url,
+                                        output_http_hosts=settings.output_http_hosts)
             bot = Ref2VideoBot(settings, db, wavespeed)
             async with bot:
                 loop = asyncio.get_running_loop()

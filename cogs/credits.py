@@ -160,10 +160,16 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
         entry = await self.services.credits.set_balance(
             interaction.guild_id, user.id, amount, actor_id=interaction.user.id, reason=reason)
         note = "" if entry is not None else " (it already was)"
-        if entry is not None:
+        held = (await self.services.credits.balance(interaction.guild_id, user.id)).held
+        if held:
+            note += (f". The {held:,} credits held for their unfinished jobs are charged if "
+                     "those clips are delivered and not refunded otherwise, so the balance "
+                     "stays as you set it")
+        if entry is not None or held:  # forfeiting held refunds is a change too
+            forfeit = f" (and {held:,} held credits will not be refunded)" if held else ""
             await self.services.audit.credits_changed(
                 interaction.guild_id, interaction.user.id, user.id,
-                f"set the balance to {amount:,} credits for", reason)
+                f"set the balance to {amount:,} credits{forfeit} for", reason)
         await reply_private(interaction, f"{user.mention}'s balance is now {amount:,} "
                             f"credits{note}.")
 

@@ -41,7 +41,7 @@ class AuditLog:
                        else f"withheld ({job.delivery or {}}), {cost} charged")
         else:
             why = shorten(job.failure_detail or job.failure_code or "", 300)
-            outcome = f"{job.state.value} ({why}), {cost} refunded"
+            outcome = f"{job.state.value} ({why}), {cost} {job.refunded}"
         await self.post(job.guild_id, f"🎬 Job #{job.id} by <@{job.user_id}>: {outcome}\n"
                         f"{describe_settings(job.request)}\n{link}")
 

@@ -9,6 +9,7 @@ import discord
 from config import Settings
 from discord_layer.audit import AuditLog
 from discord_layer.balance_watch import BalanceWatch
+from discord_layer.job_starter import JobStarter
 from discord_layer.status import StatusBoard
 from engine.admission import Gatekeeper
 from engine.engine import JobEngine
@@ -18,6 +19,7 @@ from storage.credits import CreditStore
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
+from storage.offers import OfferStore
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Services:
     gatekeeper: Gatekeeper
     audit: AuditLog
     balance: BalanceWatch
+    offers: OfferStore
+    starter: JobStarter
 
 
 def services_of(bot: discord.Client) -> Services:

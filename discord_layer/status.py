@@ -52,7 +52,8 @@ def state_line(job: Job, position: int | None, prices: PriceTable) -> str:
         return f"✅ Delivered; {cost} charged"
     verb = "Cancelled" if job.state is JobState.CANCELLED else "Failed"
     detail = f": {job.failure_detail}" if job.failure_detail else ""
-    return f"{'🚫' if job.state is JobState.CANCELLED else '❌'} {verb}{detail}; {cost} refunded"
+    mark = "🚫" if job.state is JobState.CANCELLED else "❌"
+    return f"{mark} {verb}{detail}; {cost} {job.refunded}"
 
 
 def status_embed(job: Job, position: int | None, prices: PriceTable) -> discord.Embed:

@@ -32,10 +32,30 @@ def shorten(text: str, limit: int) -> str:
 
 
 def quote(text: str, limit: int) -> str:
-    """`text` as a Markdown block quote that its own markdown and mentions cannot escape."""
-    safe = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
-    lines = shorten(safe, limit - 2 * (safe.count("\n") + 1)).splitlines() or [""]
-    return "\n".join(f"> {line}" for line in lines)
+    """`text` as a Markdown block quote that its own markdown and mentions cannot escape,
+    at most `limit` characters long.
+
+    Lines are split as `str.splitlines()` splits them (\\r, \\u2028, \\x1c... not only
+    \\n), and each costs its "> " prefix and joining newline: budgeting for \\n alone let
+    a prompt of line separators grow past Discord's 1,024-character field limit."""
+    out: list[str] = []
+    used = 0
+    # Split first, escape each line: markdown's line-start syntax (headings, quotes, lists)
+    # must be escaped on every line the quote will show, whatever separated them.
+    for raw in text.splitlines() or [""]:
+        line = discord.utils.escape_mentions(discord.utils.escape_markdown(raw))
+        cost = len(line) + 2 + (1 if out else 0)   # "> " and the "\n" before it
+        if used + cost > limit:
+            room = limit - used - (3 if out else 2) - 1   # prefix, newline and "…"
+            if room > 0:
+                out.append(f"> {line[:room].rstrip()}…")
+            elif out:
+                out[-1] = out[-1][: max(2, len(out[-1]) - 1)] + "…"
+            break
+        out.append(f"> {line}")
+        used += cost
+    result = "\n".join(out) or ">"
+    return result[:limit]
 
 
 def thread_name(job_id: int, prompt: str) -> str:

@@ -1,7 +1,10 @@
 """What the engine needs from whoever shows jobs to people (the Discord layer, or a test).
 
-Delivery is at-least-once from the engine's side: after a crash in `delivering` the engine
-first asks `find_delivery` whether the clip was already posted, and only posts again if not.
+Delivery is at-least-once from the engine's side: after a crash in `delivering`, or a post
+whose reply was lost, the engine first asks `find_delivery` whether the clip was already
+posted, and only posts again if not. Before each post it records the attempt's time on the
+job (`delivery_started_at`, `delivery_attempted_at`), so the search can be exact: what the
+bot posted in that window, recognised by something no user can write (not message text).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Clip:
     path: Path | None        # the downloaded MP4; None when it was over the download cap
     size: int | None         # bytes, when known
     nsfw: bool
+    late: bool = False       # finished after the job timed out and was refunded: not charged
 
 
 class Delivery(Protocol):
@@ -49,7 +53,8 @@ class Delivery(Protocol):
         ...
 
     async def find_delivery(self, job: Job) -> dict[str, Any] | None:
-        """The receipt of an earlier post of this job's clip, if one was made."""
+        """The receipt of an earlier post of this job's clip, if one was made. Raise
+        DeliveryError when that cannot be known now (the engine asks again later)."""
         ...
 
     async def job_updated(self, job: Job) -> None:

@@ -9,14 +9,21 @@ after a crash or restart `start()` picks each unfinished job up from its last st
                sent again: the job fails as `submit_outcome_unknown`, the user is refunded,
                and the job is flagged `needs_reconciliation` for the operator
                (`python -m ops reconcile`).
-- running:     polled again with the stored task id.
+- running:     polled again with the stored task id, at once: a task that finished while
+               the bot was down is delivered, whatever the time. Only a poll that says
+               "still working" can lead to the timeout.
 - delivering:  the delivery is asked whether the clip was already posted; if not, posted.
+
+A task given up on by the timeout may still finish at WaveSpeed (and bill the operator):
+the job is refunded, flagged for reconciliation and watched at a slow rate for as long as
+WaveSpeed keeps predictions; a clip that arrives late is posted, free of charge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -38,9 +45,10 @@ from wavespeed.errors import (
     OutputTooLargeError,
     RateLimitedError,
     ServerError,
+    UnsafeOutputURLError,
     WaveSpeedError,
 )
-from wavespeed.models import GenerationRequest
+from wavespeed.models import GenerationRequest, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,10 @@ class EngineLimits:
     retry_delay: float = 2.0                # first wait before re-posting or re-notifying
     resume_delay: float = 5.0               # after an unexpected error in a job's task
     shutdown_grace: float = 10.0            # close() waits this long for submit POSTs in flight
+    watch_interval: float = 600.0           # polls of a timed-out task, slow
+    watch_period: float = 7 * 86_400.0      # how long WaveSpeed keeps predictions
+    notify_give_up: float = 86_400.0        # stop trying to tell an owner after this long
+    store_retry_max: float = 30.0           # longest wait between tries to record a task id
 
 
 class JobEngine:
@@ -89,16 +101,22 @@ class JobEngine:
         self._posting = 0                   # submit POSTs awaiting their reply
         self._none_posting = asyncio.Event()
         self._none_posting.set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._watch_wake = asyncio.Event()
+        self._stopping = False
+        self._resumes: dict[int, int] = {}  # job id -> unexpected errors in a row
 
     # ---- the front end's view -------------------------------------------------------------
 
     async def create_job(
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
         context: dict[str, Any] | None = None, enqueue: bool = True,
-        max_active: int | None = None,
+        max_active: int | None = None, start_key: str | None = None,
+        offer_token: str | None = None,
     ) -> Job:
-        """Reserve the price and queue the job. Raises InsufficientCreditsError or
-        JobLimitError, in which case nothing was charged or queued.
+        """Reserve the price and queue the job. Raises InsufficientCreditsError,
+        JobLimitError, AlreadyStarted (this `start_key` or offer already started a job) or
+        OfferClosed, in which case nothing was charged or queued.
 
         With `enqueue=False` the job is saved (queued, credits held) but not dispatched
         until `enqueue(job)`, so the caller can first post the message the job's
@@ -107,7 +125,7 @@ class JobEngine:
         job = await self.store.create(
             guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=request,
             price=price, max_active=max_active or self.limits.user_max_active_jobs,
-            context=context)
+            context=context, start_key=start_key, offer_token=offer_token)
         log.info("job %d created for user %d (price %d)", job.id, user_id, price)
         if enqueue:
             self._queue.push(job.user_key, job.id)
@@ -133,7 +151,7 @@ class JobEngine:
         log.info("job %d cancelled and refunded", job_id)
         if notify:
             await self._announce(job)
-            await self._notify(job)
+            self._spawn(self._notify(job), f"notify-{job.id}")
         return job
 
     def queue_position(self, job_id: int) -> int | None:
@@ -151,6 +169,7 @@ class JobEngine:
 
     async def start(self) -> None:
         """Resume every unfinished job from its saved state, then start dispatching."""
+        self._stopping = False
         self._workdir.mkdir(parents=True, exist_ok=True)
         now = self._clock()
         window = self.limits.submit_window_seconds
@@ -160,6 +179,7 @@ class JobEngine:
         for job in await self.store.unnotified():
             self._spawn(self._notify(job), f"notify-{job.id}")
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
+        self._watcher = asyncio.create_task(self._watch_loop(), name="late-watcher")
 
     async def close(self) -> None:
         """Stop all work. Jobs keep their saved state and resume at the next start().
@@ -168,6 +188,13 @@ class JobEngine:
         and flagged), so first stop dispatching and give POSTs already sent `shutdown_grace`
         seconds to be answered."""
         if self._dispatcher is not None:
+            # Let it finish the step it is in: cancelled between the queued -> submitting
+            # commit and spawning the POST, a job would be refunded at the next start as an
+            # unknown outcome although nothing was sent.
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._dispatcher), 5.0)
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
@@ -176,12 +203,12 @@ class JobEngine:
                      self.limits.shutdown_grace, self._posting)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._none_posting.wait(), self.limits.shutdown_grace)
-        tasks = [*self._tasks, *([self._dispatcher] if self._dispatcher else [])]
+        tasks = [*self._tasks, *(t for t in (self._dispatcher, self._watcher) if t)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        self._dispatcher = None
+        self._dispatcher = self._watcher = None
 
     async def _resume(self, job: Job) -> None:
         if job.state is Q:
@@ -195,7 +222,7 @@ class JobEngine:
             await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
         elif job.state is R:
             self._in_flight.add(job.id)
-            self._spawn_job(job.id, self._follow(job))
+            self._spawn_job(job.id, self._follow(job, resumed=True))
         elif job.state is D:
             self._spawn_job(job.id, self._deliver(job, resumed=True))
         self._wake.set()
@@ -203,7 +230,7 @@ class JobEngine:
     # ---- dispatching ----------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 delay = await self._dispatch_ready()
@@ -219,13 +246,23 @@ class JobEngine:
     async def _dispatch_ready(self) -> float | None:
         """Start as many queued jobs as the limits allow; the seconds until more may start."""
         while len(self._queue) and len(self._in_flight) < self.limits.max_running:
+            if self._stopping:
+                return None
             wait = max(self._paused_until - self._monotonic(), self._limiter.wait_time())
             if wait > 0:
                 return wait
-            job_id = self._queue.pop()
-            assert job_id is not None
-            job = await self.store.transition(job_id, [Q], S, submitted_at=self._clock(),
-                                              not_before=None)
+            item = self._queue.pop_item()
+            assert item is not None
+            user, job_id = item
+            try:
+                job = await self.store.transition(job_id, [Q], S, submitted_at=self._clock(),
+                                                  not_before=None)
+            except BaseException:
+                # Most likely still queued in the database: keep it queued here too, at the
+                # front, or it would sit held until a restart. (If it did move after all, the
+                # next transition from queued finds nothing and skips it.)
+                self._queue.push(user, job_id, front=True)
+                raise
             if job is None:
                 continue  # cancelled while it waited
             self._limiter.record()
@@ -248,17 +285,41 @@ class JobEngine:
                 log.exception("job %d: unexpected error around the submit POST", job.id)
                 await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
                 return
-            running = await self.store.transition(job.id, [S], R, task_id=prediction.id,
-                                                  detail=f"task {prediction.id}")
+            # Logged before anything else can fail: a paid task exists from here on, and
+            # this line is the operator's record of it if recording it below never works.
+            log.info("job %d: WaveSpeed created task %s", job.id, prediction.id)
+            running = await self._record_task(job, prediction.id)
         finally:
             self._posting -= 1
             if not self._posting:
                 self._none_posting.set()
         if running is None:
+            # Failed meanwhile as an unknown outcome (another process resumed it, say): it
+            # was refunded, but the task is real. Keep its id and watch it like a timed-out
+            # one, so the clip is still posted (free) and the operator sees the task.
+            submitted = job.submitted_at or self._clock()
+            if await self.store.keep_late_task(job.id, prediction.id,
+                                               submitted + self.limits.watch_period):
+                log.warning("job %d was failed while its submit was in flight; task %s is "
+                            "watched and its clip will be posted free", job.id, prediction.id)
+                self._watch_wake.set()
             return
-        log.info("job %d submitted as task %s", job.id, prediction.id)
         await self._announce(running)
-        await self._follow(running)
+        await self._follow(running, resumed=False)
+
+    async def _record_task(self, job: Job, task_id: str) -> Job | None:
+        """Store the task id, retrying through database errors: giving up here would leave
+        the job `submitting`, which a restart must treat as an unknown (refunded) outcome."""
+        delay = self.limits.retry_delay
+        while True:
+            try:
+                return await self.store.transition(job.id, [S], R, task_id=task_id,
+                                                   detail=f"task {task_id}")
+            except Exception:
+                log.exception("job %d: could not record task %s yet; retrying in %.1fs",
+                              job.id, task_id, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.limits.store_retry_max)
 
     async def _submit_refused(self, job: Job, exc: WaveSpeedError) -> None:
         kind = type(exc).__name__
@@ -295,27 +356,37 @@ class JobEngine:
 
     # ---- following a task -----------------------------------------------------------------
 
-    async def _follow(self, job: Job) -> None:
+    async def _follow(self, job: Job, *, resumed: bool) -> None:
+        """Poll until the task ends. The timeout is decided only after a poll that says the
+        task is still going (or a poll that failed): never on the clock alone, so a task that
+        finished while the bot was down is delivered, not refunded unseen."""
         assert job.task_id is not None
-        deadline = (job.submitted_at or self._clock()) + self.limits.job_timeout
+        submitted = job.submitted_at or self._clock()
+        deadline = submitted + self.limits.job_timeout
+        wait = 0.0 if resumed else self.limits.poll_interval
         while True:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                minutes = f"{self.limits.job_timeout / 60:g}"
-                await self._fail(job, [R], "timeout", detail=minutes)
-                return
-            await asyncio.sleep(min(self.limits.poll_interval, remaining))
+            await asyncio.sleep(wait)
+            wait = max(0.0, min(self.limits.poll_interval, deadline - self._clock()))
             try:
                 prediction = await self._client.get_result(job.task_id)
             except NotFoundError:
                 await self._fail(job, [R], "task_missing")
                 return
             except WaveSpeedError as exc:
-                # Polling is safe to repeat; only the timeout ends a job whose polls fail.
+                # Polling is safe to repeat. A failed poll says nothing about the task, so it
+                # never leads to the timeout (the clip may be done): poll again, until
+                # WaveSpeed would have dropped the task anyway.
                 log.warning("job %d: polling task %s failed (%s); will poll again",
                             job.id, job.task_id, type(exc).__name__)
+                if self._clock() >= submitted + self.limits.watch_period:
+                    await self._fail(job, [R], "task_missing", reconcile=True)
+                    return
+                wait = self.limits.poll_interval
                 continue
             if not prediction.is_terminal:
+                if self._clock() >= deadline:
+                    await self._time_out(job, submitted)
+                    return
                 continue
             self._in_flight.discard(job.id)  # WaveSpeed's slot is free again
             self._wake.set()
@@ -331,9 +402,31 @@ class JobEngine:
                                  detail=prediction.error or str(prediction.status))
             return
 
+    async def _time_out(self, job: Job, submitted: float) -> None:
+        """Give up on the user's behalf (refund), but not on the task: WaveSpeed may still
+        finish and bill it, so flag it and keep watching it slowly (see _watch_loop)."""
+        minutes = f"{self.limits.job_timeout / 60:g}"
+        log.warning("job %d: task %s not finished after %s min; refunding, flagging it and "
+                    "watching it until WaveSpeed drops it", job.id, job.task_id, minutes)
+        await self._fail(job, [R], "timeout", detail=minutes, reconcile=True,
+                         watch_until=submitted + self.limits.watch_period)
+        self._watch_wake.set()
+
     # ---- delivering -----------------------------------------------------------------------
 
     async def _deliver(self, job: Job, *, resumed: bool) -> None:
+        try:
+            await self._deliver_once(job, resumed=resumed)
+        except DeliveryError as exc:
+            # Raised by the lookup for an earlier post. Permanent: the job's channel is gone
+            # (or hidden), so no one can see a clip there and none can be posted: refund.
+            # Otherwise Discord may be failing for now: _guarded tries again, backing off.
+            if not exc.permanent:
+                raise
+            log.warning("job %d: cannot look for its post (%s); refunding", job.id, exc)
+            await self._fail(job, [D], "delivery_failed", detail=str(exc))
+
+    async def _deliver_once(self, job: Job, *, resumed: bool) -> None:
         assert job.output_url is not None
         if resumed and await self._already_delivered(job):
             return
@@ -349,12 +442,17 @@ class JobEngine:
             except NotFoundError:
                 await self._fail(job, [D], "output_missing")
                 return
+            except UnsafeOutputURLError as exc:
+                log.warning("job %d: %s", job.id, exc)
+                await self._fail(job, [D], "output_refused")
+                return
             except WaveSpeedError as exc:
                 await self._fail(job, [D], "download_failed", detail=type(exc).__name__)
                 return
             for attempt in range(self.limits.delivery_attempts):
                 if attempt and await self._already_delivered(job):
                     return  # an earlier attempt did post, its reply was just lost
+                job = await self._mark_attempt(job)
                 try:
                     receipt = await self._delivery.deliver(job, clip)
                 except DeliveryWithheld as withheld:
@@ -371,6 +469,11 @@ class JobEngine:
                     log.warning("job %d: delivery failed (%s)%s", job.id, exc,
                                 "" if last or exc.permanent else "; retrying")
                     if exc.permanent or last:
+                        # A 5xx may come after Discord stored the message: look before
+                        # refunding a clip that may be on the screen. (A permanent refusal,
+                        # 4xx, stored nothing.)
+                        if not exc.permanent and await self._already_delivered(job):
+                            return
                         await self._fail(job, [D], "delivery_failed", detail=str(exc))
                         return
                     await asyncio.sleep(self.limits.retry_delay * 2 ** attempt)
@@ -379,6 +482,15 @@ class JobEngine:
                 return
         finally:
             path.unlink(missing_ok=True)
+
+    async def _mark_attempt(self, job: Job) -> Job:
+        """Record when this post is tried, before trying it: after a crash or a lost reply,
+        `find_delivery` looks for the post in exactly that window of time."""
+        now = self._clock()
+        started = job.delivery_started_at or now
+        await self.store.update_fields(job.id, delivery_started_at=started,
+                                       delivery_attempted_at=now)
+        return dataclasses.replace(job, delivery_started_at=started, delivery_attempted_at=now)
 
     async def _already_delivered(self, job: Job) -> bool:
         receipt = await self._delivery.find_delivery(job)
@@ -399,40 +511,158 @@ class JobEngine:
 
     async def _fail(
         self, job: Job, from_states: list[JobState], code: str, *, detail: str | None = None,
-        reconcile: bool = False,
+        reconcile: bool = False, watch_until: float | None = None,
     ) -> None:
+        extra = {"watch_until": watch_until} if watch_until is not None else {}
         failed = await self.store.transition(
             job.id, from_states, JobState.FAILED, settle_as="released", detail=code,
             failure_code=code, failure_detail=describe(code, detail),
-            needs_reconciliation=reconcile)
+            needs_reconciliation=reconcile, **extra)
         self._in_flight.discard(job.id)
         self._wake.set()
         if failed is None:
             return
         log.info("job %d failed (%s); %d credits released", job.id, code, job.price)
         await self._announce(failed)
-        await self._notify(failed)
+        # Its own task: telling the owner may be retried for a long time, and must hold up
+        # neither the caller (start(), a cancel button's answer) nor anything else.
+        self._spawn(self._notify(failed), f"notify-{failed.id}")
 
     async def _notify(self, job: Job) -> None:
-        """Tell the owner about a failure or cancel; retried until it works or we stop."""
+        """Tell the owner about a failure or cancel. Retried with backoff while it might
+        work; given up (and logged once) when the place to tell them is gone for good or
+        after `notify_give_up` seconds, so a deleted channel is not retried forever."""
         delay = self.limits.retry_delay
+        give_up_at = self._monotonic() + self.limits.notify_give_up
+        failures = 0
         while True:
             try:
                 await self._delivery.job_finished(job)
             except Exception as exc:  # noqa: BLE001 - the front end's errors must not stop us
-                log.warning("job %d: could not notify its owner (%s); retrying in %.0fs",
-                            job.id, type(exc).__name__, delay)
+                failures += 1
+                permanent = isinstance(exc, DeliveryError) and exc.permanent
+                if permanent or self._monotonic() + delay > give_up_at:
+                    log.warning("job %d: giving up telling its owner after %d tries (%s: %s); "
+                                "the refund stands", job.id, failures, type(exc).__name__,
+                                exc)
+                    break
+                (log.warning if failures == 1 else log.debug)(
+                    "job %d: could not notify its owner (%s); retrying", job.id,
+                    type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)
                 continue
-            await self.store.update_fields(job.id, notified=True)
-            return
+            break
+        await self.store.update_fields(job.id, notified=True)
 
     async def _announce(self, job: Job) -> None:
         try:
             await self._delivery.job_updated(job)
         except Exception as exc:  # noqa: BLE001 - status updates are best effort
             log.warning("job %d: status update failed (%s)", job.id, type(exc).__name__)
+
+    # ---- watching timed-out tasks ---------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            self._watch_wake.clear()
+            try:
+                watched = await self.store.watched()
+            except Exception:
+                log.exception("late watcher: could not read the watched jobs; next round")
+                watched = []
+            for job in watched:
+                try:  # one job's trouble must not keep the others from being watched
+                    await self._watch_once(job)
+                except DeliveryError as exc:
+                    if exc.permanent:
+                        log.warning("job %d: late clip cannot be posted (%s)", job.id, exc)
+                        await self.store.set_late_outcome(job.id, "undeliverable")
+                    else:
+                        log.info("job %d: late delivery failed (%s); next round", job.id, exc)
+                except Exception:
+                    log.exception("job %d: late watcher error; next round", job.id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watch_wake.wait(), self.limits.watch_interval)
+
+    async def _watch_once(self, job: Job) -> None:
+        """One slow poll of a timed-out job's task; a clip that arrives late is posted free
+        (the job was refunded when it timed out, and stays so)."""
+        assert job.task_id is not None and job.watch_until is not None
+        if self._clock() >= job.watch_until:
+            log.info("job %d: task %s never finished; no longer watched", job.id, job.task_id)
+            await self.store.set_late_outcome(job.id, "expired")
+            return
+        try:
+            prediction = await self._client.get_result(job.task_id)
+        except NotFoundError:
+            await self.store.set_late_outcome(job.id, "missing")
+            return
+        except WaveSpeedError as exc:
+            log.info("job %d: late poll failed (%s); next round", job.id, type(exc).__name__)
+            return
+        if not prediction.is_terminal:
+            return
+        if prediction.status is TaskStatus.COMPLETED and not prediction.outputs:
+            await self.store.set_late_outcome(job.id, "missing")  # billed, and nothing to post
+            return
+        if not prediction.succeeded:
+            # WaveSpeed refunds failed tasks itself: nothing for the operator to settle.
+            if await self.store.set_late_outcome(job.id, "failed"):
+                await self.store.mark_reconciled(
+                    job.id, f"task {job.task_id} ended {prediction.status} at WaveSpeed after "
+                    "the timeout; WaveSpeed refunds failed tasks")
+            return
+        await self._deliver_late(job, prediction.outputs[0], prediction.output_is_nsfw)
+
+    async def _deliver_late(self, job: Job, url: str, nsfw: bool) -> None:
+        # Posted before? Only possible if a post was ever tried (its time is recorded first).
+        found = (await self._delivery.find_delivery(job)
+                 if job.delivery_started_at is not None else None)
+        if found is not None:
+            await self._late_delivered(job, found)
+            return
+        path = self._workdir / f"job-{job.id}-late.mp4"
+        try:
+            try:
+                size = await self._client.download_output(
+                    url, path, max_bytes=self.limits.output_max_bytes)
+                clip = Clip(url=url, path=path, size=size, nsfw=nsfw, late=True)
+            except OutputTooLargeError:
+                clip = Clip(url=url, path=None, size=None, nsfw=nsfw, late=True)
+            except NotFoundError:
+                await self.store.set_late_outcome(job.id, "missing")
+                return
+            except UnsafeOutputURLError as exc:
+                log.warning("job %d: %s", job.id, exc)
+                await self.store.set_late_outcome(job.id, "undeliverable")
+                return
+            except WaveSpeedError as exc:
+                log.info("job %d: late download failed (%s); next round", job.id,
+                         type(exc).__name__)
+                return
+            job = await self._mark_attempt(job)
+            try:
+                receipt = await self._delivery.deliver(job, clip)
+            except DeliveryWithheld as withheld:
+                await self.store.set_late_outcome(job.id, "withheld",
+                                                  delivery={"withheld": withheld.reason})
+                return
+            except DeliveryError as exc:
+                if exc.permanent:
+                    await self.store.set_late_outcome(job.id, "undeliverable")
+                else:
+                    log.info("job %d: late delivery failed (%s); next round", job.id, exc)
+                return
+            await self._late_delivered(job, receipt)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _late_delivered(self, job: Job, receipt: dict[str, Any]) -> None:
+        if await self.store.set_late_outcome(job.id, "delivered",
+                                             delivery={**receipt, "late": True}):
+            log.info("job %d: task %s finished late; clip posted, not charged", job.id,
+                     job.task_id)
 
     # ---- task ownership -------------------------------------------------------------------
 
@@ -455,10 +685,17 @@ class JobEngine:
         try:
             await coro
         except Exception:
-            log.exception("job %d: unexpected error; resuming from its saved state in %.0fs",
-                          job_id, self.limits.resume_delay)
+            errors = self._resumes.get(job_id, 0) + 1
+            self._resumes[job_id] = errors
+            # Backing off: an error that keeps coming (Discord down for an hour) must not
+            # become a hot loop of tracebacks.
+            delay = min(self.limits.resume_delay * 2 ** (errors - 1), 300.0)
+            log.exception("job %d: unexpected error (%d in a row); resuming from its saved "
+                          "state in %.0fs", job_id, errors, delay)
             self._in_flight.discard(job_id)
-            await asyncio.sleep(self.limits.resume_delay)
+            await asyncio.sleep(delay)
             job = await self.store.get(job_id)
             if job is not None and not job.state.is_terminal:
                 await self._resume(job)
+        else:
+            self._resumes.pop(job_id, None)

@@ -17,10 +17,17 @@ MESSAGES: dict[str, str] = {
     ),
     "submit_refused": "WaveSpeed refused the job: {detail}",
     "generation_failed": "WaveSpeed could not generate the clip: {detail}",
-    "timeout": "The clip was not ready within {detail} minutes, so the job was stopped.",
+    "timeout": (
+        "The clip was not ready within {detail} minutes, so the job was stopped and refunded. "
+        "If WaveSpeed still finishes it within 7 days, it will be posted here, free."
+    ),
     "task_missing": "WaveSpeed lost track of the job.",
     "output_missing": "The finished clip could no longer be downloaded from WaveSpeed.",
     "download_failed": "The finished clip could not be downloaded from WaveSpeed.",
+    "output_refused": (
+        "WaveSpeed named a download address for the clip that the bot does not fetch from "
+        "(not https, or a private address), so it was not downloaded."
+    ),
     "delivery_failed": "The finished clip could not be posted: {detail}",
     "cancelled": "The job was cancelled.",
     "withheld": "The clip was not posted: {detail}",

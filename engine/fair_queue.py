@@ -47,6 +47,11 @@ class FairQueue:
 
     def pop(self) -> int | None:
         """The next job: the first job of the user whose turn it is."""
+        item = self.pop_item()
+        return None if item is None else item[1]
+
+    def pop_item(self) -> tuple[Hashable, int] | None:
+        """`pop`, with the user the job belongs to (to push it back if need be)."""
         if not self._waiting:
             return None
         user = min(self._waiting, key=self._turn_key)
@@ -58,7 +63,7 @@ class FairQueue:
         self._last_served.move_to_end(user)
         while len(self._last_served) > _MEMORY:
             self._last_served.popitem(last=False)
-        return job_id
+        return user, job_id
 
     def remove(self, job_id: int) -> bool:
         user = self._owner.pop(job_id, None)

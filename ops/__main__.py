@@ -4,10 +4,14 @@
     python -m ops reconcile                   list jobs whose submit outcome is unknown
     python -m ops reconcile JOB --note TEXT   record how one was settled with WaveSpeed
 
-A job is flagged for reconciliation when its submit POST may have created a paid WaveSpeed
-task that the bot never learned the id of (the reply was lost, or the bot stopped mid-POST).
-The user was refunded; the operator checks WaveSpeed's dashboard around `submitted_at` and
-records what they found here.
+A job is flagged for reconciliation when WaveSpeed may bill a task the user was refunded
+for: its submit POST may have created a task whose id the bot never learned (the reply was
+lost, or the bot stopped mid-POST), or its task was still running when the job timed out.
+The operator checks WaveSpeed's dashboard around `submitted_at` (or the task id) and
+records what they found here. A timed-out task is watched for 7 days: if it fails at
+WaveSpeed (which refunds failed tasks itself) the flag is settled automatically; if it
+finishes, the clip is posted to the user free of charge and the flag stays for the
+operator, who paid for it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,18 @@ from pathlib import Path
 
 from storage.credits import audit
 from storage.database import Database
-from storage.jobs import JobStore
+from storage.jobs import Job, JobStore
 
 DEFAULT_DB = Path("data/ref2video.sqlite3")
+
+
+def _late(job: Job) -> str:
+    """What became of a timed-out task the bot kept watching."""
+    if job.late_outcome:
+        return f"late: {job.late_outcome}"
+    if job.watch_until:
+        return f"watched until {_when(job.watch_until)}"
+    return ""
 
 
 def _when(ts: float | None) -> str:
@@ -45,9 +58,11 @@ async def run(args: argparse.Namespace) -> int:
         if args.job is None:
             pending = await store.needing_reconciliation()
             for job in pending:
-                print(f"job {job.id}  guild {job.guild_id}  user {job.user_id}  "
+                print(f"job {job.id}  {job.failure_code or job.state.value}  "
+                      f"guild {job.guild_id}  user {job.user_id}  "
                       f"price {job.price}  submitted {_when(job.submitted_at)}  "
-                      f"size {job.request.size}  duration {job.request.duration}s")
+                      f"size {job.request.size}  duration {job.request.duration}s  "
+                      f"task {job.task_id or 'unknown'}  {_late(job)}")
             print(f"{len(pending)} job(s) to reconcile")
             return 0
         if not args.note:

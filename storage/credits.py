@@ -147,7 +147,7 @@ async def settle(
         raise ValueError(f"unknown settlement {outcome!r}")
     cur = await conn.execute(
         "UPDATE reservations SET status = ?, settled_at = ? WHERE id = ? AND status = 'held' "
-        "RETURNING guild_id, user_id, amount, job_id",
+        "RETURNING guild_id, user_id, amount, job_id, refund_forfeited",
         (outcome, now, reservation_id),
     )
     row = await cur.fetchone()
@@ -159,6 +159,13 @@ async def settle(
         await _move(conn, row["guild_id"], row["user_id"], "capture", 0, -amount, now=now,
                     reservation_id=reservation_id, job_id=row["job_id"],
                     reason=reason or "clip delivered")
+    elif row["refund_forfeited"]:
+        # A moderator set the balance to an exact amount while this was held: the hold
+        # ends, but the credits do not come back on top of the amount they chose.
+        await _move(conn, row["guild_id"], row["user_id"], "release", 0, -amount, now=now,
+                    reservation_id=reservation_id, job_id=row["job_id"],
+                    reason=f"{reason or 'refund'}; not refunded: the balance was set by a "
+                    "moderator after this job started")
     else:
         await _move(conn, row["guild_id"], row["user_id"], "release", amount, -amount, now=now,
                     reservation_id=reservation_id, job_id=row["job_id"],
@@ -184,6 +191,11 @@ class CreditStore:
             await ensure_account(conn, guild_id, user_id,
                                  starting_credits=self._starting_credits, now=self._now())
             return await _balance(conn, guild_id, user_id)
+
+    async def available(self, guild_id: int, user_id: int) -> int:
+        """The spendable balance of an existing account, read without a write transaction."""
+        async with self._db.reading() as conn:
+            return (await _balance(conn, guild_id, user_id)).available
 
     async def grant(
         self, guild_id: int, user_id: int, amount: int, *, actor_id: int | None,
@@ -214,14 +226,22 @@ class CreditStore:
         self, guild_id: int, user_id: int, amount: int, *, actor_id: int | None,
         reason: str | None = None,
     ) -> LedgerEntry | None:
-        """Set the spendable balance; recorded as an 'adjust' row of the difference.
-        Read and write share one IMMEDIATE transaction, so nothing slips in between."""
+        """Set the spendable balance to exactly `amount`; recorded as an 'adjust' row of the
+        difference. Read and write share one IMMEDIATE transaction, so nothing slips in
+        between.
+
+        Credits held for unfinished jobs at that moment stay held: a delivered clip is still
+        paid from them, but a failed or cancelled one is not refunded on top of `amount`
+        (the hold is released without refund), so the balance the moderator set holds."""
         if amount < 0:
             raise CreditError("a balance cannot be negative")
         async with self._db.transaction() as conn:
             now = self._now()
             await ensure_account(conn, guild_id, user_id,
                                  starting_credits=self._starting_credits, now=now)
+            await conn.execute(
+                "UPDATE reservations SET refund_forfeited = 1"
+                " WHERE guild_id = ? AND user_id = ? AND status = 'held'", (guild_id, user_id))
             current = await _balance(conn, guild_id, user_id)
             delta = amount - current.available
             if delta == 0:

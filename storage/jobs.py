@@ -15,6 +15,7 @@ import aiosqlite
 
 from storage.credits import ensure_account, reserve, settle
 from storage.database import Database
+from storage.offers import check_open, offer_key
 from wavespeed.models import GenerationRequest
 
 
@@ -34,6 +35,14 @@ class JobState(StrEnum):
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING)
 TERMINAL_STATES = (JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED)
+
+
+class AlreadyStarted(Exception):
+    """The press or command that would start this job already started `job`."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"already started as job {job.id}")
+        self.job = job
 
 
 class JobLimitError(Exception):
@@ -68,6 +77,17 @@ class Job:
     created_at: float = 0.0
     submitted_at: float | None = None
     finished_at: float | None = None
+    start_key: str | None = None
+    delivery_started_at: float | None = None
+    delivery_attempted_at: float | None = None
+    watch_until: float | None = None
+    late_outcome: str | None = None
+    refund_forfeited: bool = False   # /credits set while held: a release refunds nothing
+
+    @property
+    def refunded(self) -> str:
+        """'refunded', or 'not refunded' when a set balance forfeited this job's hold."""
+        return "not refunded" if self.refund_forfeited else "refunded"
 
     @property
     def user_key(self) -> tuple[int, int]:
@@ -89,17 +109,23 @@ class Job:
             delivery=json.loads(row["delivery"]) if row["delivery"] else None,
             context=json.loads(row["context"]), notified=bool(row["notified"]),
             created_at=row["created_at"], submitted_at=row["submitted_at"],
-            finished_at=row["finished_at"],
+            finished_at=row["finished_at"], start_key=row["start_key"],
+            delivery_started_at=row["delivery_started_at"],
+            delivery_attempted_at=row["delivery_attempted_at"],
+            watch_until=row["watch_until"], late_outcome=row["late_outcome"],
+            refund_forfeited=bool(row["refund_forfeited"]),
         )
 
 
-_SELECT = "SELECT j.*, r.id AS reservation_id FROM jobs j JOIN reservations r ON r.job_id = j.id"
+_SELECT = ("SELECT j.*, r.id AS reservation_id, r.refund_forfeited AS refund_forfeited"
+           " FROM jobs j JOIN reservations r ON r.job_id = j.id")
 
 # Columns a transition may set besides the state.
 _SETTABLE = frozenset({
     "task_id", "output_url", "output_nsfw", "submit_attempts", "not_before", "failure_code",
     "failure_detail", "needs_reconciliation", "delivery", "notified", "submitted_at",
-    "finished_at",
+    "finished_at", "delivery_started_at", "delivery_attempted_at", "watch_until",
+    "late_outcome",
 })
 
 
@@ -114,11 +140,28 @@ class JobStore:
     async def create(
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
         price: int, max_active: int, context: dict[str, Any] | None = None,
+        start_key: str | None = None, offer_token: str | None = None,
     ) -> Job:
         """Insert a queued job and reserve its price, all or nothing.
-        Raises InsufficientCreditsError or JobLimitError; then nothing is written."""
+        Raises InsufficientCreditsError or JobLimitError; then nothing is written.
+
+        `start_key` names what started it (an interaction, an accepted offer): a second
+        create with the same key raises AlreadyStarted with the first job, whatever the
+        timing, in this process or another one on the same file. With `offer_token` the
+        key is that offer's, and the offer must still be open (else OfferClosed)."""
         now = self._clock()
+        if offer_token is not None:
+            start_key = offer_key(offer_token)
         async with self.db.transaction() as conn:
+            if start_key is not None:
+                async with conn.execute(
+                    f"{_SELECT} WHERE j.start_key = ?", (start_key,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    raise AlreadyStarted(Job.from_row(row))
+            if offer_token is not None:
+                await check_open(conn, offer_token, now)
             await ensure_account(conn, guild_id, user_id,
                                  starting_credits=self._starting_credits, now=now)
             placeholders = ",".join("?" * len(ACTIVE_STATES))
@@ -133,9 +176,9 @@ class JobStore:
                 raise JobLimitError(active, max_active)
             cur = await conn.execute(
                 "INSERT INTO jobs (guild_id, channel_id, user_id, state, request, price, context,"
-                " created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                " created_at, updated_at, start_key) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                 (guild_id, channel_id, user_id, json.dumps(request.to_json()), price,
-                 json.dumps(context or {}), now, now),
+                 json.dumps(context or {}), now, now, start_key),
             )
             job_id = cur.lastrowid
             assert job_id is not None
@@ -210,6 +253,44 @@ class JobStore:
             "WHERE j.guild_id = ? AND j.user_id = ? ORDER BY j.id DESC LIMIT ?",
             (guild_id, user_id, limit),
         )
+
+    async def by_start_key(self, start_key: str) -> Job | None:
+        found = await self._select("WHERE j.start_key = ?", (start_key,))
+        return found[0] if found else None
+
+    async def watched(self) -> list[Job]:
+        """Timed-out jobs WaveSpeed may still finish, still being watched."""
+        return await self._select(
+            "WHERE j.watch_until IS NOT NULL AND j.late_outcome IS NULL ORDER BY j.id", ())
+
+    async def keep_late_task(self, job_id: int, task_id: str, watch_until: float) -> bool:
+        """A task learned after its job was failed as an unknown outcome: record its id and
+        watch it (see JobEngine._watch_loop). False if the job has a task or is not failed."""
+        now = self._clock()
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET task_id = ?, watch_until = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'failed' AND task_id IS NULL AND late_outcome IS NULL",
+                (task_id, watch_until, now, job_id))
+            if cur.rowcount != 1:
+                return False
+            await _event(conn, job_id, None, JobState.FAILED, f"late task {task_id}", now)
+            return True
+
+    async def set_late_outcome(self, job_id: int, outcome: str, *,
+                               delivery: dict[str, Any] | None = None) -> bool:
+        """Record once what became of a watched job; False if it was already recorded."""
+        now = self._clock()
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET late_outcome = ?, delivery = COALESCE(?, delivery),"
+                " updated_at = ? WHERE id = ? AND watch_until IS NOT NULL"
+                " AND late_outcome IS NULL",
+                (outcome, json.dumps(delivery) if delivery else None, now, job_id))
+            if cur.rowcount != 1:
+                return False
+            await _event(conn, job_id, None, JobState.FAILED, f"late: {outcome}", now)
+            return True
 
     async def needing_reconciliation(self) -> list[Job]:
         return await self._select(

@@ -160,9 +160,10 @@ async def grant_allowance_once(
     `engine.policy.period_start`) unless this user already had it; returns the credits
     granted, 0 if they already had it.
 
-    With `cap`, the grant never lifts the balance above it: min(amount, cap - balance),
-    and 0 when the spendable balance is already there. Even a grant of 0 uses up the period, so a
-    user who spends down and acts again is not topped up twice. Claiming the period and
+    With `cap`, the grant never lifts the balance (spendable plus held) above it:
+    min(amount, cap - available - held), and 0 when the balance is already there. Even a
+    grant of 0 uses up the period, so a user who spends down and acts again is not topped
+    up twice. Claiming the period and
     the ledger row are one BEGIN IMMEDIATE transaction: under any number of concurrent
     calls, one grants and the rest return 0. `starting_credits` is the bot-wide
     STARTING_CREDITS, for an account this creates."""
@@ -185,8 +186,10 @@ async def grant_allowance_once(
             return 0
         granted = amount
         if cap is not None:
+            # Held credits are the member's too (refunded if the job fails): counting only
+            # `available` would top a member with queued jobs up past the cap every period.
             balance = await _balance(conn, guild_id, user_id)
-            granted = max(0, min(amount, cap - balance.available))
+            granted = max(0, min(amount, cap - balance.available - balance.held))
         if granted == 0:
             return 0
         entry = await _move(conn, guild_id, user_id, "grant", granted, 0, now=now,

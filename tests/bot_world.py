@@ -51,7 +51,7 @@ def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWave
 
 def fast_limits(settings: Settings) -> EngineLimits:
     return dataclasses.replace(engine_limits(settings), requeue_delay=0.05, retry_delay=0.02,
-                               resume_delay=0.05)
+                               resume_delay=0.05, watch_interval=0.05)
 
 
 async def ledger_kinds(db: Database, job_id: int) -> list[str]:
@@ -85,7 +85,8 @@ class BotWorld:
         self._session = aiohttp.ClientSession()
         client = WaveSpeedClient(self._session, self.wavespeed.api_key,
                                  self.wavespeed.base_url, retry=FAST_RETRY,
-                                 request_timeout=2.0)
+                                 request_timeout=2.0, submit_timeout=2.0,
+                                 output_http_hosts=[self.wavespeed.host])
         self.bot = Ref2VideoBot(self.settings, self.db, client,
                                 limits=fast_limits(self.settings),
                                 workdir=self.tmp_path / "work", guild_ready_timeout=0.1)

@@ -21,6 +21,7 @@ class Post:
     data: bytes | None   # the MP4 attached, or None when only a link was posted
     nsfw: bool
     receipt: dict[str, Any]
+    late: bool = False
 
 
 class RecordingDelivery:
@@ -30,6 +31,9 @@ class RecordingDelivery:
         self.finished: list[tuple[int, JobState, str | None]] = []
         self.failures: list[DeliveryError] = []       # raised by the next deliver() calls
         self.notify_failures = 0                      # job_finished raises this many times
+        self.notify_permanent = False                 # ... with a permanent DeliveryError
+        self.notify_calls = 0
+        self.lost_replies = 0       # deliver() posts, then fails as a lost reply, this often
         self.hold_before_post: asyncio.Event | None = None
         self.hold_after_post: asyncio.Event | None = None
         self.deliver_calls = 0
@@ -47,9 +51,12 @@ class RecordingDelivery:
                                    receipt={"notice": True})
         data = clip.path.read_bytes() if clip.path is not None else None
         receipt = {"message_id": 900_000 + len(self.posts), "attached": data is not None}
-        self.posts.append(Post(job.id, clip.url, data, clip.nsfw, receipt))
+        self.posts.append(Post(job.id, clip.url, data, clip.nsfw, receipt, clip.late))
         if self.hold_after_post is not None:
             await self.hold_after_post.wait()
+        if self.lost_replies > 0:
+            self.lost_replies -= 1
+            raise DeliveryError("Discord refused the message (503 0)")  # after storing it
         return receipt
 
     async def find_delivery(self, job: Job) -> dict[str, Any] | None:
@@ -64,9 +71,10 @@ class RecordingDelivery:
             self._changed.notify_all()
 
     async def job_finished(self, job: Job) -> None:
+        self.notify_calls += 1
         if self.notify_failures > 0:
             self.notify_failures -= 1
-            raise DeliveryError("the channel is gone")
+            raise DeliveryError("the channel is gone", permanent=self.notify_permanent)
         async with self._changed:
             self.finished.append((job.id, job.state, job.failure_detail))
             self._changed.notify_all()
