@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from engine.engine import EngineLimits, JobEngine
 from engine.pricing import PriceTable
@@ -116,6 +118,22 @@ class Harness:
 
     async def assert_books_balance(self) -> None:
         assert await audit(self.db) == []
+
+
+def fail_calls(monkeypatch: pytest.MonkeyPatch, obj: object, name: str, *,
+               times: int = 1) -> None:
+    """Make the next `times` calls of the coroutine method `obj.name` raise what SQLite raises
+    when another process holds the file ("database is locked"), then behave again."""
+    real = getattr(obj, name)
+    left = [times]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if left[0]:
+            left[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, flaky)
 
 
 async def wait_for(probe: Callable[[], Any], within: float) -> Any:

@@ -24,7 +24,7 @@ from storage.offers import OfferClosed, OfferStore
 from storage.usage import grant_allowance_once
 from tests.fakes.delivery import RecordingDelivery
 from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour
-from tests.harness import FAST_LIMITS, GUILD, Harness, request, wait_for
+from tests.harness import FAST_LIMITS, GUILD, Harness, fail_calls, request, wait_for
 
 ALICE = 2001
 WATCHING = dataclasses.replace(FAST_LIMITS, job_timeout=0.3, watch_interval=0.05)
@@ -541,20 +541,7 @@ async def test_database_errors_at_dispatch_in_a_row_still_keep_the_job(
         await h.grant(ALICE, 500)
         job = await h.engine.create_job(guild_id=GUILD, channel_id=5, user_id=ALICE,
                                         request=request(), enqueue=False)
-        _fail(monkeypatch, h.jobs, "transition", times=3)  # no reread needed to keep it
+        fail_calls(monkeypatch, h.jobs, "transition", times=3)  # no reread needed to keep it
         h.engine.enqueue(job)
         done = await h.wait_finished(job.id)
         assert done.state is JobState.DELIVERED
-
-
-def _fail(monkeypatch: pytest.MonkeyPatch, obj: object, name: str, *, times: int) -> None:
-    real = getattr(obj, name)
-    left = [times]
-
-    async def flaky(*args: Any, **kwargs: Any) -> Any:
-        if left[0]:
-            left[0] -= 1
-            raise sqlite3.OperationalError("database is locked")
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(obj, name, flaky)

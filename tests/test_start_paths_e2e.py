@@ -15,6 +15,7 @@ import pytest
 from engine.pricing import PriceTable
 from tests.fakes.discord import InteractionRecord, MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
+from tests.harness import fail_calls
 from tests.test_bot_e2e import Scene, job_done, open_scene
 
 
@@ -272,31 +273,16 @@ async def test_a_database_error_after_the_job_is_made_is_never_nothing_was_charg
         scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
     s = scene
     await s.grant(s.alice, 500)
-    _fail_once(monkeypatch, s.world.services.starter.credits, "available")
+    fail_calls(monkeypatch, s.world.services.starter.credits, "available")
     reply = await s.generate(s.alice)
     assert "cancelled, so nothing was charged" in reply.content, reply.content
     assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
     assert await s.world.ledger_kinds(1) == ["reserve", "release"]
-    _fail_once(monkeypatch, s.world.services.starter.jobs, "update_fields")
+    fail_calls(monkeypatch, s.world.services.starter.jobs, "update_fields")
     reply = await s.generate(s.alice, "second")
     assert "Job #2 is queued" in reply.content, reply.content   # it runs, and says so
     await job_done(s, 2)
     assert await s.world.balance(s.guild.id, s.alice.id) == (400, 0)
-
-
-def _fail_once(monkeypatch: pytest.MonkeyPatch, obj: object, name: str) -> None:
-    import sqlite3
-
-    real = getattr(obj, name)
-    left = [1]
-
-    async def flaky(*args: Any, **kwargs: Any) -> Any:
-        if left[0]:
-            left[0] -= 1
-            raise sqlite3.OperationalError("database is locked")
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(obj, name, flaky)
 
 
 async def test_a_set_balance_is_said_not_refunded(scene: Scene) -> None:
