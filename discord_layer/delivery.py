@@ -248,7 +248,8 @@ class _TooLarge(DeliveryError):
 
 
 def _snowflake(unix: float) -> int:
-    return discord.utils.time_snowflake(datetime.fromtimestamp(max(unix, 1_420_070_400), UTC))
+    earliest = discord.utils.DISCORD_EPOCH / 1000  # no snowflake is older
+    return discord.utils.time_snowflake(datetime.fromtimestamp(max(unix, earliest), UTC))
 
 
 def _custom_ids(message: discord.Message) -> set[str]:

@@ -358,7 +358,7 @@ class JobEngine:
 
     async def _follow(self, job: Job, *, resumed: bool) -> None:
         """Poll until the task ends. The timeout is decided only after a poll that says the
-        task is still going (or a poll that failed): never on the clock alone, so a task that
+        task is still going: never on the clock alone, nor on a failed poll, so a task that
         finished while the bot was down is delivered, not refunded unseen."""
         assert job.task_id is not None
         submitted = job.submitted_at or self._clock()
@@ -433,12 +433,7 @@ class JobEngine:
         path = self._workdir / f"job-{job.id}.mp4"
         try:
             try:
-                size = await self._client.download_output(
-                    job.output_url, path, max_bytes=self.limits.output_max_bytes)
-                clip = Clip(url=job.output_url, path=path, size=size,
-                            nsfw=bool(job.output_nsfw))
-            except OutputTooLargeError:
-                clip = Clip(url=job.output_url, path=None, size=None, nsfw=bool(job.output_nsfw))
+                clip = await self._fetch_clip(job.output_url, path, nsfw=bool(job.output_nsfw))
             except NotFoundError:
                 await self._fail(job, [D], "output_missing")
                 return
@@ -483,6 +478,17 @@ class JobEngine:
         finally:
             path.unlink(missing_ok=True)
 
+    async def _fetch_clip(self, url: str, path: Path, *, nsfw: bool, late: bool = False
+                          ) -> Clip:
+        """Download an output to `path`; over OUTPUT_MAX_BYTES, only its link is kept.
+        Raises the client's WaveSpeedError for the caller to settle."""
+        try:
+            size = await self._client.download_output(url, path,
+                                                      max_bytes=self.limits.output_max_bytes)
+        except OutputTooLargeError:
+            return Clip(url=url, path=None, size=None, nsfw=nsfw, late=late)
+        return Clip(url=url, path=path, size=size, nsfw=nsfw, late=late)
+
     async def _mark_attempt(self, job: Job) -> Job:
         """Record when this post is tried, before trying it: after a crash or a lost reply,
         `find_delivery` looks for the post in exactly that window of time."""
@@ -513,11 +519,10 @@ class JobEngine:
         self, job: Job, from_states: list[JobState], code: str, *, detail: str | None = None,
         reconcile: bool = False, watch_until: float | None = None,
     ) -> None:
-        extra = {"watch_until": watch_until} if watch_until is not None else {}
         failed = await self.store.transition(
             job.id, from_states, JobState.FAILED, settle_as="released", detail=code,
             failure_code=code, failure_detail=describe(code, detail),
-            needs_reconciliation=reconcile, **extra)
+            needs_reconciliation=reconcile, watch_until=watch_until)
         self._in_flight.discard(job.id)
         self._wake.set()
         if failed is None:
@@ -625,11 +630,7 @@ class JobEngine:
         path = self._workdir / f"job-{job.id}-late.mp4"
         try:
             try:
-                size = await self._client.download_output(
-                    url, path, max_bytes=self.limits.output_max_bytes)
-                clip = Clip(url=url, path=path, size=size, nsfw=nsfw, late=True)
-            except OutputTooLargeError:
-                clip = Clip(url=url, path=None, size=None, nsfw=nsfw, late=True)
+                clip = await self._fetch_clip(url, path, nsfw=nsfw, late=True)
             except NotFoundError:
                 await self.store.set_late_outcome(job.id, "missing")
                 return
@@ -642,17 +643,11 @@ class JobEngine:
                          type(exc).__name__)
                 return
             job = await self._mark_attempt(job)
-            try:
+            try:  # a DeliveryError is settled by _watch_loop, like one from find_delivery
                 receipt = await self._delivery.deliver(job, clip)
             except DeliveryWithheld as withheld:
                 await self.store.set_late_outcome(job.id, "withheld",
                                                   delivery={"withheld": withheld.reason})
-                return
-            except DeliveryError as exc:
-                if exc.permanent:
-                    await self.store.set_late_outcome(job.id, "undeliverable")
-                else:
-                    log.info("job %d: late delivery failed (%s); next round", job.id, exc)
                 return
             await self._late_delivered(job, receipt)
         finally:

@@ -12,8 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -45,7 +44,6 @@ class Offer:
     created_at: float
     expires_at: float
     declined: bool = False
-    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def start_key(self) -> str:
@@ -59,20 +57,20 @@ class OfferStore:
 
     async def create(
         self, *, guild_id: int, user_id: int, channel_id: int, request: GenerationRequest,
-        price: int, lifetime: float, context: dict[str, Any] | None = None,
+        price: int, lifetime: float,
     ) -> Offer:
         now = self._clock()
         offer = Offer(secrets.token_urlsafe(12), guild_id, user_id, channel_id, request, price,
-                      now, now + lifetime, context=dict(context or {}))
+                      now, now + lifetime)
         async with self._db.transaction() as conn:
             # Expired offers are worth nothing: drop old ones as new ones are made.
             await conn.execute("DELETE FROM start_offers WHERE expires_at < ?",
                                (now - 86_400,))
             await conn.execute(
                 "INSERT INTO start_offers (token, guild_id, user_id, channel_id, request, price,"
-                " context, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (offer.token, guild_id, user_id, channel_id, json.dumps(request.to_json()),
-                 price, json.dumps(offer.context), now, offer.expires_at))
+                 price, now, offer.expires_at))
         return offer
 
     async def get(self, token: str) -> Offer | None:
@@ -84,8 +82,7 @@ class OfferStore:
             return None
         return Offer(row["token"], row["guild_id"], row["user_id"], row["channel_id"],
                      GenerationRequest.from_json(json.loads(row["request"])), row["price"],
-                     row["created_at"], row["expires_at"], bool(row["declined"]),
-                     json.loads(row["context"]))
+                     row["created_at"], row["expires_at"], bool(row["declined"]))
 
     async def decline(self, token: str) -> bool:
         """False if it was already declined, accepted (its job exists) or does not exist.
@@ -97,9 +94,6 @@ class OfferStore:
                 " AND NOT EXISTS (SELECT 1 FROM jobs WHERE start_key = ?)",
                 (token, offer_key(token)))
             return cur.rowcount == 1
-
-    def expired(self, offer: Offer) -> bool:
-        return self._clock() >= offer.expires_at
 
 
 async def check_open(conn: aiosqlite.Connection, token: str, now: float) -> None:

@@ -31,7 +31,6 @@ CREATE TABLE start_offers (
     channel_id INTEGER NOT NULL,
     request    TEXT    NOT NULL,                 -- the GenerationRequest, JSON
     price      INTEGER NOT NULL CHECK (price > 0), -- as shown to the member
-    context    TEXT    NOT NULL DEFAULT '{}',    -- the Discord layer's own data, JSON
     created_at REAL    NOT NULL,
     expires_at REAL    NOT NULL,
     declined   INTEGER NOT NULL DEFAULT 0 CHECK (declined IN (0, 1))
