@@ -1,9 +1,10 @@
 """ref2video-bot: the composition root. Start it with scripts/run-bot.
 
 Nothing runs at import time. `main()` loads the settings and sets up logging; `run()` opens
-the database and one HTTP session, builds the WaveSpeed client, and runs the bot, whose
-`setup_hook` builds the engine, loads the cogs, resumes unfinished jobs and syncs the
-slash commands.
+the database, waits as a standby until this process holds the instance lease (only one
+process acts on a database: engine/leadership.py), then opens one HTTP session, builds the
+WaveSpeed client, and runs the bot, whose `setup_hook` builds the engine, loads the cogs,
+resumes unfinished jobs and syncs the slash commands.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -36,11 +38,13 @@ from discord_layer.tree import ErrorReportingTree
 from engine.admission import Gatekeeper
 from engine.engine import EngineLimits, JobEngine
 from engine.input_rules import InputLimits
+from engine.leadership import Leadership
 from storage.bot_state import BotState
 from storage.credits import CreditStore
-from storage.database import Database
+from storage.database import Database, LeaseLost
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
+from storage.lease import LeaseStore, instance_id
 from storage.offers import OfferStore
 from wavespeed.client import WaveSpeedClient
 
@@ -48,6 +52,9 @@ log = logging.getLogger("ref2video")
 
 EXTENSIONS = ("cogs.generate", "cogs.credits", "cogs.jobs", "cogs.settings", "cogs.admin")
 TREE_HASH_KEY = "command_tree_hash"
+# Exit status after losing the instance lease, so a supervisor restarts the process (which
+# then waits as a standby). 1 is a refused token, 2 bad settings.
+EXIT_LEASE_LOST = 3
 
 
 def engine_limits(settings: Settings) -> EngineLimits:
@@ -169,25 +176,87 @@ class Ref2VideoBot(commands.Bot):
         await super().close()
 
 
+class _Stopper:
+    """Where SIGTERM/SIGINT and a lost lease lead: before the bot runs, they end the standby
+    wait; once it runs, they close it (which stops all work)."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self._bot: Ref2VideoBot | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        self.requested.set()
+        if self._bot is not None and self._closing is None:
+            self._closing = asyncio.create_task(self._bot.close(), name="bot-close")
+
+    def _signalled(self, sig: signal.Signals) -> None:
+        log.info("%s received: %s", sig.name,
+                 "closing the bot" if self._bot is not None else "stopping")
+        self.stop()
+
+    def attach(self, bot: Ref2VideoBot) -> None:
+        self._bot = bot
+        if self.requested.is_set():
+            self.stop()
+
+    async def closed(self) -> None:
+        """Wait until a close this started has finished, the engine's included."""
+        if self._closing is not None:
+            await self._closing
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self._signalled, sig)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
 async def run(settings: Settings) -> None:
-    """Open storage and the HTTP session, run the bot until stopped, close everything."""
+    """Open storage, wait for the instance lease, run the bot until stopped, close everything
+    and release the lease. Raises LeaseLost if another instance took the lease over."""
     use_api_base(settings.discord_api_base_url)
     db = await Database.open(settings.database_path)
     try:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
-                                        settings.wavespeed_base_url,
-                                        output_http_hosts=settings.output_http_hosts)
-            bot = Ref2VideoBot(settings, db, wavespeed)
-            async with bot:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    with contextlib.suppress(NotImplementedError):
-                        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
-                await bot.start(settings.discord_token.reveal())
+        stopper = _Stopper()
+        leadership = Leadership(LeaseStore(db), instance_id(), settings.instance_takeover_seconds,
+                                on_lost=lambda reason: stopper.stop())
+        with stopper.on_signals():
+            # A standby connects to nothing: not to Discord, not to WaveSpeed.
+            if await leadership.wait_for_lease(stopper.requested) is None:
+                log.info("stopped while standby")
+                return
+            try:
+                await _run_bot(settings, db, stopper)
+            finally:
+                # Only now: the engine has stopped, submits in flight were answered.
+                await leadership.release()
+        if leadership.lost is not None:
+            raise LeaseLost(leadership.lost)
     finally:
         await db.close()
+
+
+async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
+                                    settings.wavespeed_base_url,
+                                    output_http_hosts=settings.output_http_hosts)
+        bot = Ref2VideoBot(settings, db, wavespeed)
+        async with bot:
+            stopper.attach(bot)
+            if not stopper.requested.is_set():
+                await bot.start(settings.discord_token.reveal())
+        await stopper.closed()
 
 
 def main() -> int:
@@ -204,6 +273,10 @@ def main() -> int:
     except discord.LoginFailure:
         log.error("Discord refused the token: check DISCORD_TOKEN in .env")
         return 1
+    except LeaseLost as lost:
+        log.error("stopped after losing the instance lease (%s); exiting with code %d so a "
+                  "supervisor restarts this process as a standby", lost, EXIT_LEASE_LOST)
+        return EXIT_LEASE_LOST
     except KeyboardInterrupt:
         log.info("stopped by Ctrl-C")
         return 130

@@ -34,7 +34,9 @@ class JobsCog(commands.GroupCog, group_name="jobs",
         lines = []
         for job in jobs:
             state = job.state.value
-            if job.state is JobState.QUEUED:
+            if job.state is JobState.CHECKING:
+                state = "checking with WaveSpeed"
+            elif job.state is JobState.QUEUED:
                 position = s.engine.queue_position(job.id)
                 state = f"queued, position {position}" if position else "queued"
             charged = "charged" if job.state is JobState.DELIVERED else (

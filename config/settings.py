@@ -67,6 +67,7 @@ SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
     "DISCORD_API_BASE_URL",
     "DISCORD_GUILD_ID",
     "DATABASE_PATH",
+    "INSTANCE_TAKEOVER_SECONDS",
     "PRICE_720P_5S",
     "PRICE_720P_10S",
     "PRICE_1080P_5S",
@@ -88,6 +89,10 @@ SETTINGS_VARIABLES: Final[tuple[str, ...]] = (
     "MAX_PROMPT_CHARS",
     "LOG_LEVEL",
 )
+
+# Bounds of INSTANCE_TAKEOVER_SECONDS: below 2 s a busy machine could miss renewals and
+# hand over for nothing; above 5 minutes a crash would stop the bot for too long.
+TAKEOVER_SECONDS_RANGE: Final = (2.0, 300.0)
 
 _DISCORD_API_PATH = re.compile(r"(?:/.*)?/api/v\d+")
 
@@ -154,6 +159,9 @@ class Settings:
     # instead of globally.
     discord_guild_id: int | None = None
     database_path: Path = Path("data/ref2video.sqlite3")
+    # How long the instance lease lasts without renewal: a standby process on the same
+    # database takes over this long after the active one died (at once after a clean stop).
+    instance_takeover_seconds: float = 10.0
     prices: PriceTable = field(default_factory=PriceTable)
     starting_credits: int = 0
     # Whether a clip WaveSpeed flags as NSFW, and that is therefore withheld (not posted
@@ -209,6 +217,10 @@ class Settings:
         ]
         if not (math.isfinite(self.status_update_seconds) and self.status_update_seconds >= 1):
             wrong.append("status_update_seconds must be a finite number of at least 1")
+        low, high = TAKEOVER_SECONDS_RANGE
+        takeover = self.instance_takeover_seconds
+        if not (math.isfinite(takeover) and low <= takeover <= high):
+            wrong.append(f"instance_takeover_seconds must be a number from {low:g} to {high:g}")
         warn = self.wavespeed_balance_warn_usd
         if not (math.isfinite(warn) and warn >= 0):
             wrong.append("wavespeed_balance_warn_usd must be a finite number of at least 0")
@@ -348,6 +360,15 @@ class _Reader:
             float,
             lambda v: math.isfinite(v) and v >= minimum,
             f"a number of at least {minimum:g}",
+        )
+
+    def number_between(self, name: str, default: float, low: float, high: float) -> float:
+        return self._number(
+            name,
+            default,
+            float,
+            lambda v: math.isfinite(v) and low <= v <= high,
+            f"a number from {low:g} to {high:g}",
         )
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -513,6 +534,10 @@ def load_settings(
             )
             database_path = Settings.database_path
 
+    takeover = read.number_between(
+        "INSTANCE_TAKEOVER_SECONDS", Settings.instance_takeover_seconds, *TAKEOVER_SECONDS_RANGE
+    )
+
     default_prices = PriceTable()
     p720_5s = read.integer("PRICE_720P_5S", default_prices.p720_5s, 1)
     p720_10s = read.integer("PRICE_720P_10S", default_prices.p720_10s, 1)
@@ -565,6 +590,7 @@ def load_settings(
         discord_api_base_url=discord_api_base_url,
         discord_guild_id=discord_guild_id,
         database_path=database_path,
+        instance_takeover_seconds=takeover,
         prices=PriceTable(
             p720_5s=p720_5s,
             p720_10s=p720_10s,

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 COLOURS = {
     JobState.QUEUED: discord.Colour.light_grey(),
     JobState.SUBMITTING: discord.Colour.blurple(),
+    JobState.CHECKING: discord.Colour.gold(),
     JobState.RUNNING: discord.Colour.blurple(),
     JobState.DELIVERING: discord.Colour.blurple(),
     JobState.DELIVERED: discord.Colour.green(),
@@ -41,6 +42,9 @@ def state_line(job: Job, position: int | None, prices: PriceTable) -> str:
         return f"⏳ Queued, position {position}" if position else "⏳ Queued"
     if job.state is JobState.SUBMITTING:
         return "📤 Sending to WaveSpeed"
+    if job.state is JobState.CHECKING:
+        return (f"🔎 Checking with WaveSpeed: its reply was lost, so the bot is looking for the "
+                f"job in WaveSpeed's list; {cost} held, refunded if it is not there")
     if job.state is JobState.RUNNING:
         started = f", started {timestamp(job.submitted_at)}" if job.submitted_at else ""
         return f"🎬 Generating{started}"

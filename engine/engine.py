@@ -6,9 +6,11 @@ after a crash or restart `start()` picks each unfinished job up from its last st
 
 - queued:      back in the queue.
 - submitting:  the POST may have created a paid task and we cannot know its id. It is never
-               sent again: the job fails as `submit_outcome_unknown`, the user is refunded,
-               and the job is flagged `needs_reconciliation` for the operator
-               (`python -m ops reconcile`).
+               sent again: the job becomes `checking`, like any submit whose reply was lost.
+- checking:    the credits stay held while WaveSpeed's history is searched for the task
+               (engine/lost_submits.py): one candidate beyond doubt is adopted and the job
+               goes on as `running`; none (or several) at the last search: refunded and
+               flagged `needs_reconciliation` for the operator (`python -m ops reconcile`).
 - running:     polled again with the stored task id, at once: a task that finished while
                the bot was down is delivered, whatever the time. Only a poll that says
                "still working" can lead to the timeout.
@@ -25,12 +27,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import lost_submits
 from engine.delivery import Clip, Delivery, DeliveryError, DeliveryWithheld
 from engine.failures import describe
 from engine.fair_queue import FairQueue
@@ -53,6 +57,8 @@ from wavespeed.models import GenerationRequest, TaskStatus
 log = logging.getLogger(__name__)
 
 Q, S, R, D = JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING
+C = JobState.CHECKING
+PRE_POST_ANNOUNCE_BOUND = 1.0  # seconds; part of EngineLimits.submit_max_seconds
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,19 @@ class EngineLimits:
     resume_delay: float = 5.0               # after an unexpected error in a job's task
     shutdown_grace: float = 10.0            # close() waits this long for submit POSTs in flight
     watch_interval: float = 600.0           # polls of a timed-out task, slow
+    watch_scan: float = 15.0                # how often the database is read for new ones
     watch_period: float = 7 * 86_400.0      # how long WaveSpeed keeps predictions
     notify_give_up: float = 86_400.0        # stop trying to tell an owner after this long
     store_retry_max: float = 30.0           # longest wait between tries to record a task id
+    # A lost submit's searches of WaveSpeed's history, in seconds after its POST ended; the
+    # last one decides a refund. Its window: the POST's start minus lost_window_before (clock
+    # skew) to its end plus lost_window_after (a request WaveSpeed queued before creating it).
+    lost_check_delays: tuple[float, ...] = (35.0, 75.0, 120.0)
+    lost_window_before: float = 5.0
+    lost_window_after: float = 30.0
+    lost_claim_margin: float = 60.0         # skew allowed when another job's claim is weighed
+    submit_max_seconds: float = 71.0        # announce bound + the client's connect + read
+    lost_give_up: float = 3600.0            # history unreadable this long: refund, flag
 
 
 class JobEngine:
@@ -218,8 +234,11 @@ class JobEngine:
                 self._paused_until = max(self._paused_until, self._monotonic() + delay)
         elif job.state is S:
             log.warning("job %d was being submitted when the bot stopped; its outcome is "
-                        "unknown: refunding and flagging it for reconciliation", job.id)
-            await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
+                        "unknown: looking for its task in WaveSpeed's history", job.id)
+            await self._lose(job, "the bot stopped mid-POST", None)
+        elif job.state is C:
+            self._in_flight.add(job.id)
+            self._spawn_job(job.id, self._find_lost(job))
         elif job.state is R:
             self._in_flight.add(job.id)
             self._spawn_job(job.id, self._follow(job, resumed=True))
@@ -272,18 +291,23 @@ class JobEngine:
 
     async def _submit(self, job: Job) -> None:
         """Send the POST once. Its outcome decides everything; it is never simply re-sent."""
-        await self._announce(job)
+        began = self._monotonic()  # the POST's end is submitted_at + this long: no clock steps
+        # Bounded: a bot killed mid-POST searches up to submitted_at + submit_max_seconds,
+        # so the POST must start soon after submitted_at. (The board edits later anyway.)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PRE_POST_ANNOUNCE_BOUND):
+                await self._announce(job)
         self._posting += 1
         self._none_posting.clear()
         try:
             try:
                 prediction = await self._client.submit(job.request)
             except WaveSpeedError as exc:
-                await self._submit_refused(job, exc)
+                await self._submit_refused(job, exc, self._monotonic() - began)
                 return
             except Exception:
                 log.exception("job %d: unexpected error around the submit POST", job.id)
-                await self._fail(job, [S], "submit_outcome_unknown", reconcile=True)
+                await self._lose(job, "unexpected error", self._monotonic() - began)
                 return
             # Logged before anything else can fail: a paid task exists from here on, and
             # this line is the operator's record of it if recording it below never works.
@@ -294,6 +318,8 @@ class JobEngine:
             if not self._posting:
                 self._none_posting.set()
         if running is None:
+            if await self.store.owned([prediction.id]):
+                return  # given to another job meanwhile: _record_task flagged both
             # Failed meanwhile as an unknown outcome (another process resumed it, say): it
             # was refunded, but the task is real. Keep its id and watch it like a timed-out
             # one, so the clip is still posted (free) and the operator sees the task.
@@ -315,18 +341,27 @@ class JobEngine:
             try:
                 return await self.store.transition(job.id, [S], R, task_id=task_id,
                                                    detail=f"task {task_id}")
+            except sqlite3.IntegrityError as exc:
+                if "task_id" not in str(exc):
+                    raise
+                # Its own reply names a task another job was given meanwhile (adopted from
+                # the history past a clock skew, or by hand). Retrying cannot succeed.
+                log.error("job %d: WaveSpeed named task %s as its own, but another job "
+                          "holds it; refunding and flagging both", job.id, task_id)
+                await self._fail(job, [S], "task_conflict", reconcile=True,
+                                 lost_candidates=[task_id])
+                await self.store.flag_owner(task_id, f"job {job.id}'s submit reply named it")
+                return None
             except Exception:
                 log.exception("job %d: could not record task %s yet; retrying in %.1fs",
                               job.id, task_id, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.limits.store_retry_max)
 
-    async def _submit_refused(self, job: Job, exc: WaveSpeedError) -> None:
+    async def _submit_refused(self, job: Job, exc: WaveSpeedError, took: float) -> None:
         kind = type(exc).__name__
         if exc.task_may_exist:
-            log.warning("job %d: submit outcome unknown (%s); refunding, flagged for "
-                        "reconciliation", job.id, kind)
-            await self._fail(job, [S], "submit_outcome_unknown", reconcile=True, detail=kind)
+            await self._lose(job, kind, took)
             return
         attempts = job.submit_attempts + 1
         if exc.retryable and attempts < self.limits.max_submit_attempts:
@@ -353,6 +388,110 @@ class JobEngine:
             await self._fail(job, [S], "service_unavailable", detail=kind)
         else:
             await self._fail(job, [S], "submit_refused", detail=exc.message)
+
+    # ---- lost submits ---------------------------------------------------------------------
+
+    async def _lose(self, job: Job, why: str, took: float | None) -> None:
+        """The submit's outcome is unknown: keep the hold (and the WaveSpeed slot: the task
+        may be running) and search WaveSpeed's history for it, in a task of its own, so a
+        submit's caller (and close(), which waits for POSTs) is not held up by the search.
+        `took`: how long the POST ran (monotonic), None if the bot stopped during it."""
+        ended = None
+        if took is not None:
+            ended = (job.submitted_at if job.submitted_at is not None else self._clock()) + took
+        checking = await self.store.transition(
+            job.id, [S], C, submit_ended_at=ended,
+            detail=f"submit outcome unknown ({why}); searching WaveSpeed's history")
+        if checking is None:
+            return
+        log.warning("job %d: submit outcome unknown (%s); credits held while WaveSpeed's "
+                    "history is searched for its task", job.id, why)
+        self._in_flight.add(job.id)
+        await self._announce(checking)
+        self._spawn_job(job.id, self._find_lost(checking))
+
+    async def _find_lost(self, job: Job) -> None:
+        """Search at each of `lost_check_delays` after the POST ended (at once for times
+        already past, after a restart). Adopt as soon as one candidate is beyond doubt; only
+        a search at the last time may refund. A failed search of the last time is repeated
+        with backoff until `lost_give_up`; an earlier one just waits for the next time."""
+        limits = self.limits
+        ended = lost_submits.post_ended(job, limits)
+        low, high = lost_submits.window(job, limits)
+        give_up = ended + limits.lost_give_up
+        delays = limits.lost_check_delays or (0.0,)
+        for number, delay in enumerate(delays, start=1):
+            final = number == len(delays)
+            at, backoff = ended + delay, limits.retry_delay
+            if final:
+                at = max(at, high)  # never decide a refund before the window has closed
+            while True:
+                # Waits in steps of watch_scan, reading the job each time: the operator may
+                # adopt its task by hand (ops reconcile --task) from another process.
+                await asyncio.sleep(max(0.0, min(at - self._clock(), limits.watch_scan)))
+                current = await self.store.get(job.id)
+                if current is None or current.state is not C:
+                    if current is not None and current.state is R:
+                        log.info("job %d: task %s adopted by hand", job.id, current.task_id)
+                        self._in_flight.add(job.id)  # a refund racing it let the slot go
+                        await self._announce(current)
+                        await self._follow(current, resumed=True)
+                    return
+                if self._clock() < at:
+                    continue
+                try:
+                    verdict = await self._search(current, low, high)
+                except Exception as exc:  # any failure must still reach the give-up
+                    if isinstance(exc, WaveSpeedError):
+                        log.warning("job %d: could not read WaveSpeed's history (%s)", job.id,
+                                    type(exc).__name__)
+                    else:
+                        log.exception("job %d: searching WaveSpeed's history failed", job.id)
+                    if not final:
+                        break
+                    if self._clock() >= give_up:
+                        await self._fail(current, [C], "submit_outcome_unknown",
+                                         reconcile=True, lost_outcome="unchecked")
+                        continue  # read it again: adopted by hand meanwhile, it goes on
+                    at, backoff = self._clock() + backoff, min(backoff * 2, 300.0)
+                    continue
+                if verdict.adopt is not None:
+                    running = await self.store.adopt(job.id, verdict.adopt)
+                    if running is not None:
+                        log.info("job %d: adopted task %s from WaveSpeed's history", job.id,
+                                 verdict.adopt)
+                        await self._announce(running)
+                        await self._follow(running, resumed=True)
+                        return
+                    at = self._clock()  # taken meanwhile, or adopted by hand: look again
+                    continue
+                log.info("job %d: search %d of %d: %d candidate(s), %d contested", job.id,
+                         number, len(delays), len(verdict.candidates),
+                         len(verdict.contested))
+                if final:
+                    outcome = ("ambiguous" if verdict.candidates
+                               else "not_found" if verdict.complete else "unchecked")
+                    log.warning("job %d: %s; refunding, flagged for reconciliation", job.id, {
+                        "ambiguous": "its candidates could be other jobs' tasks",
+                        "not_found": "no task found in WaveSpeed's history",
+                        "unchecked": "WaveSpeed's history could not be read in full"}[outcome])
+                    await self._fail(current, [C], "submit_outcome_unknown", reconcile=True,
+                                     lost_outcome=outcome,
+                                     lost_candidates=list(verdict.candidates))
+                    continue  # read it again, as above
+                await self.store.update_fields(job.id,
+                                               lost_candidates=list(verdict.candidates))
+                break
+
+    async def _search(self, job: Job, low: float, high: float) -> lost_submits.Verdict:
+        read_at = self._clock()
+        history = await self._client.predictions(  # created_before is exclusive
+            created_after=lost_submits.as_datetime(low),
+            created_before=lost_submits.as_datetime(high + 0.001))
+        doubtful = await self.store.in_doubt(job.id, since=read_at - self.limits.watch_period)
+        owned = await self.store.owned(p.id for p in history.items)
+        return lost_submits.choose(job, history, owned=owned, doubtful=doubtful,
+                                   limits=self.limits, read_at=read_at)
 
     # ---- following a task -----------------------------------------------------------------
 
@@ -517,12 +656,12 @@ class JobEngine:
 
     async def _fail(
         self, job: Job, from_states: list[JobState], code: str, *, detail: str | None = None,
-        reconcile: bool = False, watch_until: float | None = None,
+        reconcile: bool = False, **fields: Any,
     ) -> None:
         failed = await self.store.transition(
             job.id, from_states, JobState.FAILED, settle_as="released", detail=code,
             failure_code=code, failure_detail=describe(code, detail),
-            needs_reconciliation=reconcile, watch_until=watch_until)
+            needs_reconciliation=reconcile, **fields)
         self._in_flight.discard(job.id)
         self._wake.set()
         if failed is None:
@@ -569,6 +708,10 @@ class JobEngine:
     # ---- watching timed-out tasks ---------------------------------------------------------
 
     async def _watch_loop(self) -> None:
+        """Each watched task is polled every `watch_interval`; the database is read every
+        `watch_scan`, so a task adopted by hand (`ops reconcile --task`, another process)
+        is polled soon after, not a whole interval later."""
+        due: dict[int, float] = {}  # job id -> monotonic time of its next poll
         while True:
             self._watch_wake.clear()
             try:
@@ -576,7 +719,12 @@ class JobEngine:
             except Exception:
                 log.exception("late watcher: could not read the watched jobs; next round")
                 watched = []
+            now = self._monotonic()
+            due = {job.id: due.get(job.id, now) for job in watched}
             for job in watched:
+                if due[job.id] > now:
+                    continue
+                due[job.id] = now + self.limits.watch_interval
                 try:  # one job's trouble must not keep the others from being watched
                     await self._watch_once(job)
                 except DeliveryError as exc:
@@ -587,8 +735,10 @@ class JobEngine:
                         log.info("job %d: late delivery failed (%s); next round", job.id, exc)
                 except Exception:
                     log.exception("job %d: late watcher error; next round", job.id)
+            # Woken when a job here times out: it is new, so it is polled at once.
+            pause = min(self.limits.watch_interval, self.limits.watch_scan)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._watch_wake.wait(), self.limits.watch_interval)
+                await asyncio.wait_for(self._watch_wake.wait(), pause)
 
     async def _watch_once(self, job: Job) -> None:
         """One slow poll of a timed-out job's task; a clip that arrives late is posted free

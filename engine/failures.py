@@ -4,8 +4,13 @@ from __future__ import annotations
 
 MESSAGES: dict[str, str] = {
     "submit_outcome_unknown": (
-        "WaveSpeed did not confirm that it received the job, so it was stopped and your "
-        "credits were refunded. Please try again."
+        "WaveSpeed did not confirm that it received the job, and the job could not be found "
+        "in WaveSpeed's list of tasks, so it was stopped and your credits were refunded. "
+        "Please try again."
+    ),
+    "task_conflict": (
+        "WaveSpeed's reply came too late: the bot had already matched its task to another "
+        "job. Your credits were refunded and the operator will look into it."
     ),
     "rejected_input": "WaveSpeed refused the request: {detail}",
     "service_auth": (

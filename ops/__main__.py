@@ -1,17 +1,21 @@
 """`python -m ops` - the operator's view of the books.
 
     python -m ops audit                       check that balances, holds and the ledger agree
-    python -m ops reconcile                   list jobs whose submit outcome is unknown
-    python -m ops reconcile JOB --note TEXT   record how one was settled with WaveSpeed
+    python -m ops reconcile                   lost submits of the last 7 days (adopted,
+                                              refunded, ambiguous) and the jobs to settle
+    python -m ops reconcile JOB --task ID     adopt WaveSpeed task ID for a lost submit
+    python -m ops reconcile JOB --note TEXT   record how a flagged job was settled
 
-A job is flagged for reconciliation when WaveSpeed may bill a task the user was refunded
-for: its submit POST may have created a task whose id the bot never learned (the reply was
-lost, or the bot stopped mid-POST), or its task was still running when the job timed out.
-The operator checks WaveSpeed's dashboard around `submitted_at` (or the task id) and
-records what they found here. A timed-out task is watched for 7 days: if it fails at
-WaveSpeed (which refunds failed tasks itself) the flag is settled automatically; if it
-finishes, the clip is posted to the user free of charge and the flag stays for the
-operator, who paid for it.
+A submit whose reply was lost is searched for in WaveSpeed's history by the bot itself:
+one candidate beyond doubt is adopted (the job goes on and is charged as usual); none, or
+several that other lost submits could also claim, and the job is refunded and flagged. A
+flagged job may still have a task the operator pays for: look in WaveSpeed's dashboard
+around `submitted` (the candidates listed are the tasks the search saw) and either adopt
+the right task with --task (a job still checking goes on and is charged; a refunded one
+keeps its refund and the running bot posts the clip free) or write down what you found
+with --note. A timed-out task is watched for 7 days: if it fails at WaveSpeed (which
+refunds failed tasks itself) the flag settles itself; if it finishes, the clip is posted
+free and the flag stays for the operator, who paid for it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from storage.database import Database
 from storage.jobs import Job, JobStore
 
 DEFAULT_DB = Path("data/ref2video.sqlite3")
+HISTORY_DAYS = 7                      # what WaveSpeed's history keeps
+WATCH_PERIOD = HISTORY_DAYS * 86_400.0
 
 
 def _late(job: Job) -> str:
@@ -36,6 +42,26 @@ def _late(job: Job) -> str:
     if job.watch_until:
         return f"watched until {_when(job.watch_until)}"
     return ""
+
+
+def _lost(job: Job) -> str:
+    """What the history search found for a lost submit."""
+    if not job.lost_outcome:
+        return ""
+    found = job.lost_outcome.replace("_", " ")
+    if job.lost_candidates and job.lost_outcome == "ambiguous":
+        found += f" (candidates {', '.join(job.lost_candidates)})"
+    return f"lost submit: {found}"
+
+
+def _line(job: Job) -> str:
+    settled = (f"refunded ({job.failure_code})" if job.state.value == "failed"
+               else job.state.value)
+    parts = [f"job {job.id}", settled, f"guild {job.guild_id}", f"user {job.user_id}",
+             f"price {job.price}", f"submitted {_when(job.submitted_at)}",
+             f"size {job.request.size}", f"duration {job.request.duration}s",
+             f"task {job.task_id or 'unknown'}", _lost(job), _late(job)]
+    return "  ".join(p for p in parts if p)
 
 
 def _when(ts: float | None) -> str:
@@ -56,17 +82,27 @@ async def run(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         store = JobStore(db)
         if args.job is None:
+            since = datetime.now(UTC).timestamp() - WATCH_PERIOD
+            lost = await store.lost_submits(since)
+            print(f"{len(lost)} lost submit(s) in the last {HISTORY_DAYS} days")
+            for job in lost:
+                print(f"  {_line(job)}")
             pending = await store.needing_reconciliation()
             for job in pending:
-                print(f"job {job.id}  {job.failure_code or job.state.value}  "
-                      f"guild {job.guild_id}  user {job.user_id}  "
-                      f"price {job.price}  submitted {_when(job.submitted_at)}  "
-                      f"size {job.request.size}  duration {job.request.duration}s  "
-                      f"task {job.task_id or 'unknown'}  {_late(job)}")
+                print(_line(job))
             print(f"{len(pending)} job(s) to reconcile")
             return 0
+        if args.task:
+            try:
+                print(await store.adopt_by_hand(args.job, args.task,
+                                                watch_period=WATCH_PERIOD))
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+            return 0
         if not args.note:
-            print("say what you found with --note", file=sys.stderr)
+            print("say what you found with --note, or adopt a task with --task ID",
+                  file=sys.stderr)
             return 2
         if await store.mark_reconciled(args.job, args.note):
             print(f"job {args.job} reconciled")
@@ -86,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(os.environ.get("DATABASE_PATH") or DEFAULT_DB))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("audit", help="check the books")
-    rec = sub.add_parser("reconcile", help="list or settle jobs with an unknown submit outcome")
+    rec = sub.add_parser("reconcile", help="list or settle lost submits and flagged jobs")
     rec.add_argument("job", type=int, nargs="?")
-    rec.add_argument("--note")
+    how = rec.add_mutually_exclusive_group()
+    how.add_argument("--note", help="what you found at WaveSpeed")
+    how.add_argument("--task", help="the WaveSpeed task id this job created")
     return asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -3,6 +3,12 @@
 All statements of this process go through one connection guarded by one asyncio lock, so a
 transaction is never interleaved with another coroutine's statements. Other processes on
 the same file are held off by `BEGIN IMMEDIATE` and `busy_timeout`.
+
+A process that runs the bot fences its database with the instance lease it holds
+(`fence_with`, see storage/lease.py): every write transaction then first checks, under the
+write lock, that the lease is still its own, so a process that lost it (paused, or its
+renewals were late) cannot write after another took over. Reads are not fenced, and a
+database opened without a fence (the ops CLI, tests) writes as before.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ BUSY_TIMEOUT_MS = 10_000
 
 class MigrationError(RuntimeError):
     pass
+
+
+class LeaseLost(RuntimeError):
+    """This process no longer holds the instance lease its database is fenced with: another
+    process took over. Raised by a write transaction before it ran; nothing was written."""
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
@@ -65,6 +76,7 @@ class Database:
         self._conn = conn
         self.path = path
         self._lock = asyncio.Lock()
+        self._fence: tuple[str, str] | None = None
 
     @classmethod
     async def open(cls, path: Path, *, migrations_dir: Path = MIGRATIONS_DIR) -> Database:
@@ -78,7 +90,6 @@ class Database:
             await conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed capture or release survives a power cut, not only a crash.
             await conn.execute("PRAGMA synchronous = FULL")
-            await conn.execute("PRAGMA foreign_keys = ON")
             await db._migrate(migrations_dir)
         except BaseException:
             await conn.close()
@@ -93,12 +104,22 @@ class Database:
         async with self.reading() as conn:
             return await _user_version(conn)
 
+    def fence_with(self, name: str, holder: str) -> None:
+        """From now on, every write transaction first checks that the `instance_lease` row
+        `name` still names `holder`, and raises LeaseLost (writing nothing) if not."""
+        self._fence = (name, holder)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction, taken with the write lock at BEGIN (no upgrade deadlocks)."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a task cancelled while BEGIN waits for the write lock (a
+                # timed-out lease renewal, a close) must not leave the connection in a
+                # transaction that the BEGIN still opened in aiosqlite's thread.
+                await self._conn.execute("BEGIN IMMEDIATE")
+                if self._fence is not None:
+                    await self._check_fence(*self._fence)
                 yield self._conn
             except BaseException:
                 await _rollback(self._conn)
@@ -109,6 +130,18 @@ class Database:
                 await _rollback(self._conn)
                 raise
 
+    async def _check_fence(self, name: str, holder: str) -> None:
+        # Under BEGIN IMMEDIATE no other process can take the lease until we COMMIT, so a
+        # check that passes here holds for the whole transaction.
+        async with self._conn.execute(
+            "SELECT holder FROM instance_lease WHERE name = ?", (name,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] != holder:
+            now_held_by = "nobody" if row is None else str(row[0])
+            raise LeaseLost(f"instance lease {name!r} is no longer held by {holder} "
+                            f"(now: {now_held_by}); nothing was written")
+
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
         """Reads in autocommit mode; the lock keeps them out of another coroutine's transaction."""
@@ -116,6 +149,16 @@ class Database:
             yield self._conn
 
     async def _migrate(self, migrations_dir: Path) -> None:
+        # SQLite's procedure for rebuilding a table others reference (0005 rebuilds `jobs`):
+        # foreign keys off, which only works outside a transaction, so the DROP neither
+        # cascades nor fails; then foreign_key_check before COMMIT proves nothing dangles.
+        await self._conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            await self._migrate_unchecked(migrations_dir)
+        finally:
+            await self._conn.execute("PRAGMA foreign_keys = ON")
+
+    async def _migrate_unchecked(self, migrations_dir: Path) -> None:
         migrations = load_migrations(migrations_dir)
         async with self.transaction() as conn:
             current = await _user_version(conn)
@@ -130,6 +173,11 @@ class Database:
                     await conn.execute(statement)
                 # PRAGMA takes no parameters; number is an int from our own file names.
                 await conn.execute(f"PRAGMA user_version = {int(number)}")
+            async with conn.execute("PRAGMA foreign_key_check") as cur:
+                dangling = list(await cur.fetchall())
+            if dangling:
+                raise MigrationError(f"migrations left {len(dangling)} rows whose foreign "
+                                     f"keys point nowhere, e.g. {tuple(dangling[0])}")
 
 
 async def _user_version(conn: aiosqlite.Connection) -> int:

@@ -5,6 +5,7 @@ transition that settles money does so in the same transaction."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from wavespeed.models import GenerationRequest
 class JobState(StrEnum):
     QUEUED = "queued"          # credits held, waiting for a WaveSpeed slot
     SUBMITTING = "submitting"  # the POST may be on the wire: never POST again from here
+    CHECKING = "checking"      # its reply was lost: looking for the task in WaveSpeed's history
     RUNNING = "running"        # WaveSpeed has the task (task_id known): poll it
     DELIVERING = "delivering"  # output ready: download and post it
     DELIVERED = "delivered"    # posted, credits captured
@@ -33,7 +35,8 @@ class JobState(StrEnum):
         return self in TERMINAL_STATES
 
 
-ACTIVE_STATES = (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING)
+ACTIVE_STATES = (JobState.QUEUED, JobState.SUBMITTING, JobState.CHECKING, JobState.RUNNING,
+                 JobState.DELIVERING)
 TERMINAL_STATES = (JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED)
 
 
@@ -83,6 +86,9 @@ class Job:
     watch_until: float | None = None
     late_outcome: str | None = None
     refund_forfeited: bool = False   # /credits set while held: a release refunds nothing
+    submit_ended_at: float | None = None  # a lost submit's POST ended; None: cut off mid-POST
+    lost_outcome: str | None = None  # what the history search for a lost submit found
+    lost_candidates: tuple[str, ...] = ()  # task ids it matched at its last search
 
     @property
     def refunded(self) -> str:
@@ -114,6 +120,8 @@ class Job:
             delivery_attempted_at=row["delivery_attempted_at"],
             watch_until=row["watch_until"], late_outcome=row["late_outcome"],
             refund_forfeited=bool(row["refund_forfeited"]),
+            submit_ended_at=row["submit_ended_at"], lost_outcome=row["lost_outcome"],
+            lost_candidates=tuple(json.loads(row["lost_candidates"] or "[]")),
         )
 
 
@@ -125,7 +133,7 @@ _SETTABLE = frozenset({
     "task_id", "output_url", "output_nsfw", "submit_attempts", "not_before", "failure_code",
     "failure_detail", "needs_reconciliation", "delivery", "notified", "submitted_at",
     "finished_at", "delivery_started_at", "delivery_attempted_at", "watch_until",
-    "late_outcome",
+    "late_outcome", "submit_ended_at", "lost_outcome", "lost_candidates",
 })
 
 
@@ -277,6 +285,101 @@ class JobStore:
             await _event(conn, job_id, None, JobState.FAILED, f"late task {task_id}", now)
             return True
 
+    async def adopt(self, job_id: int, task_id: str, *, outcome: str = "adopted") -> Job | None:
+        """A lost submit's task found: checking -> running with that task, charged as usual.
+        None if the job is no longer checking or another job already owns the task (the
+        UNIQUE task_id decides: never two jobs on one task)."""
+        try:
+            return await self.transition(
+                job_id, [JobState.CHECKING], JobState.RUNNING, task_id=task_id,
+                lost_outcome=outcome, lost_candidates=[task_id],
+                detail=f"{outcome.replace('_', ' ')}: task {task_id}")
+        except sqlite3.IntegrityError as exc:
+            if "task_id" not in str(exc):
+                raise
+            return None
+
+    async def in_doubt(self, except_id: int, *, since: float) -> list[Job]:
+        """The other jobs that may own a task nobody recorded: submitting now (the reply may
+        still come), checking, or lost submits since `since` refunded without a task (their
+        task may exist all the same). A lost submit's search must not take those for its own."""
+        return await self._select(
+            "WHERE j.id != ? AND (j.state IN ('submitting', 'checking') OR ("
+            "j.lost_outcome IN ('not_found', 'ambiguous', 'unchecked') AND j.task_id IS NULL"
+            " AND j.submitted_at >= ?)) ORDER BY j.id", (except_id, since))
+
+    async def owned(self, task_ids: Iterable[str]) -> set[str]:
+        """Those of `task_ids` some job already owns."""
+        ids = list(task_ids)
+        if not ids:
+            return set()
+        async with self.db.reading() as conn, conn.execute(
+            f"SELECT task_id FROM jobs WHERE task_id IN ({','.join('?' * len(ids))})",  # noqa: S608
+            ids,
+        ) as cur:
+            return {r[0] for r in await cur.fetchall()}
+
+    async def adopt_by_hand(self, job_id: int, task_id: str, *, watch_period: float) -> str:
+        """The operator names a lost submit's task (`ops reconcile JOB --task ID`). A job
+        still checking continues with it and is charged as usual; one already refunded
+        keeps its refund and the task is watched, so the running bot posts its clip free.
+        Returns what was done; raises ValueError saying why not."""
+        task_id = task_id.strip()
+        if not task_id or len(task_id) > 200 or not task_id.isprintable():
+            raise ValueError("a WaveSpeed task id is a short printable string")
+        now = self._clock()
+        async with self.db.transaction() as conn:
+            job = await _find(conn, job_id)
+            if job is None:
+                raise ValueError(f"there is no job {job_id}")
+            async with conn.execute("SELECT id FROM jobs WHERE task_id = ?", (task_id,)) as cur:
+                owner = await cur.fetchone()
+            if owner is not None:
+                raise ValueError(f"task {task_id} already belongs to job {owner[0]}")
+            if job.task_id is not None:
+                raise ValueError(f"job {job_id} already has task {job.task_id}")
+            if job.state is JobState.CHECKING:
+                await conn.execute(
+                    "UPDATE jobs SET state = 'running', task_id = ?, lost_outcome ="
+                    " 'adopted_by_hand', lost_candidates = ?, updated_at = ? WHERE id = ?",
+                    (task_id, json.dumps([task_id]), now, job_id))
+                await _event(conn, job_id, JobState.CHECKING, JobState.RUNNING,
+                             f"adopted by hand: task {task_id}", now)
+                return (f"job {job_id} continues with task {task_id}; it is charged as usual "
+                        "when the clip is delivered")
+            if (job.state is not JobState.FAILED or job.failure_code != "submit_outcome_unknown"
+                    or job.late_outcome is not None):
+                raise ValueError(f"job {job_id} is {job.state.value} "
+                                 f"({job.failure_code or 'no failure'}): not a lost submit")
+            note = f"adopted task {task_id} by hand; the clip is posted free (user refunded)"
+            await conn.execute(
+                "UPDATE jobs SET task_id = ?, watch_until = ?, lost_outcome = 'adopted_by_hand',"
+                " lost_candidates = ?, needs_reconciliation = 1, reconciliation_note = ?,"
+                " updated_at = ? WHERE id = ?",
+                (task_id, (job.submitted_at or now) + watch_period, json.dumps([task_id]), note,
+                 now, job_id))
+            await _event(conn, job_id, None, JobState.FAILED, note, now)
+            return (f"job {job_id} now watches task {task_id}; the user keeps the refund and the "
+                    "running bot posts the clip free when it is ready")
+
+    async def flag_owner(self, task_id: str, why: str) -> None:
+        """Flag the job holding `task_id` for the operator: another job claims it too."""
+        now = self._clock()
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET needs_reconciliation = 1, updated_at = ? WHERE task_id = ?"
+                " AND reconciliation_note IS NULL RETURNING id, state", (now, task_id))
+            rows = await cur.fetchall()
+            await cur.close()
+            for row in rows:
+                await _event(conn, row[0], None, JobState(row[1]),
+                             f"task {task_id} disputed: {why}", now)
+
+    async def lost_submits(self, since: float) -> list[Job]:
+        """Jobs since `since` whose submit reply was lost, whatever their search found."""
+        return await self._select(
+            "WHERE j.lost_outcome IS NOT NULL AND j.submitted_at >= ? ORDER BY j.id", (since,))
+
     async def set_late_outcome(self, job_id: int, outcome: str, *,
                                delivery: dict[str, Any] | None = None) -> bool:
         """Record once what became of a watched job; False if it was already recorded."""
@@ -331,8 +434,8 @@ class JobStore:
 
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, dict):
-        return json.dumps(value)
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
     if isinstance(value, bool):
         return int(value)
     return value

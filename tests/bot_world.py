@@ -44,6 +44,8 @@ def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWave
         "wavespeed_submits_per_minute": 1000,
         "poll_interval_seconds": 0.02,
         "status_update_seconds": 1.0,
+        # A process started after another was killed waits this long for its lease.
+        "instance_takeover_seconds": 3.0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -51,7 +53,10 @@ def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWave
 
 def fast_limits(settings: Settings) -> EngineLimits:
     return dataclasses.replace(engine_limits(settings), requeue_delay=0.05, retry_delay=0.02,
-                               resume_delay=0.05, watch_interval=0.05)
+                               resume_delay=0.05, watch_interval=0.05, watch_scan=0.05,
+                               lost_check_delays=(0.05, 0.35, 0.5), lost_window_before=0.5,
+                               lost_window_after=0.3, lost_claim_margin=0.5,
+                               submit_max_seconds=2.5)  # the world's client: 2 s timeouts
 
 
 async def ledger_kinds(db: Database, job_id: int) -> list[str]:
@@ -129,13 +134,15 @@ class BotWorld:
 
 
 class BotProcess:
-    """`bot.py` in a child process, configured only through environment variables."""
+    """`bot.py` in a child process, configured only through environment variables. Processes
+    with different `name`s log to different files (`<name>.log`)."""
 
-    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+    def __init__(self, settings: Settings, tmp_path: Path, name: str = "bot") -> None:
         self.settings = settings
         self.tmp_path = tmp_path
+        self.name = name
         self.proc: asyncio.subprocess.Process | None = None
-        self.log_path = tmp_path / "bot.log"
+        self.log_path = tmp_path / f"{name}.log"
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -149,6 +156,7 @@ class BotProcess:
             "WAVESPEED_SUBMITS_PER_MINUTE": str(s.wavespeed_submits_per_minute),
             "POLL_INTERVAL_SECONDS": str(s.poll_interval_seconds),
             "STATUS_UPDATE_SECONDS": str(s.status_update_seconds),
+            "INSTANCE_TAKEOVER_SECONDS": str(s.instance_takeover_seconds),
             "LOG_LEVEL": "DEBUG",
             "PYTHONUNBUFFERED": "1",
         })

@@ -32,6 +32,9 @@ FAST_LIMITS = EngineLimits(
     output_max_bytes=1_000_000, max_submit_attempts=3, requeue_delay=0.05,
     delivery_attempts=3, retry_delay=0.02, resume_delay=0.05,
     shutdown_grace=0.0,  # restart() then behaves like a crash; see the grace test
+    watch_scan=0.05, lost_check_delays=(0.05, 0.35, 0.5), lost_window_before=0.5,
+    lost_window_after=0.3, lost_claim_margin=0.5,
+    submit_max_seconds=2.5,  # the harness client's 2 s timeouts
 )
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 

@@ -19,6 +19,21 @@ async def _captured(db: Database) -> bool:
     return "capture" in await ledger_kinds(db, 1)
 
 
+async def _running(path: Path) -> None:
+    """Until job 1 is `running` (a kill before that is a lost submit: test_lost_submits)."""
+    db = await Database.open(path)
+    try:
+        async def probe() -> bool:
+            async with db.reading() as conn, conn.execute(
+                    "SELECT state FROM jobs WHERE id = 1") as cur:
+                row = await cur.fetchone()
+            return row is not None and row[0] == "running"
+
+        await wait_for(probe, within=10.0)
+    finally:
+        await db.close()
+
+
 async def started(proc: BotProcess, emu: DiscordEmulator, times: int) -> None:
     await emu.wait_for(lambda: proc.log_text().count("engine started") >= times, within=30.0)
 
@@ -44,6 +59,7 @@ async def test_killed_while_running_the_clip_arrives_once(tmp_path: Path) -> Non
                                    options={"prompt": "a cat surfing", "video": video})
             await rec.wait_response(within=10.0)
             [submission] = await emu.wait_for(lambda: wavespeed.submissions, within=10.0)
+            await _running(settings.database_path)  # its task id is stored: kill it now
 
             first.kill()
             assert await first.wait() != 0

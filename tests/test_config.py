@@ -149,6 +149,8 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("USER_MAX_ACTIVE_JOBS", "1", "user_max_active_jobs", 1),
     ("POLL_INTERVAL_SECONDS", "0.01", "poll_interval_seconds", 0.01),
     ("POLL_INTERVAL_SECONDS", "2", "poll_interval_seconds", 2.0),
+    ("INSTANCE_TAKEOVER_SECONDS", "2", "instance_takeover_seconds", 2.0),
+    ("INSTANCE_TAKEOVER_SECONDS", "300", "instance_takeover_seconds", 300.0),
     ("JOB_TIMEOUT_SECONDS", "60.5", "job_timeout_seconds", 60.5),
     ("STATUS_UPDATE_SECONDS", "1", "status_update_seconds", 1.0),
     ("STATUS_UPDATE_SECONDS", "2.5", "status_update_seconds", 2.5),

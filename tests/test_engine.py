@@ -125,17 +125,20 @@ async def test_429_retry_after_is_honoured(h: Harness) -> None:
     assert times[1] - times[0] >= 0.95
 
 
+# A lost reply after which the task exists (dropped, malformed, timed out) is adopted from
+# WaveSpeed's history: tests/test_lost_submits.py.
 @pytest.mark.parametrize("fault", [
     Fault.status(500, "internal"), Fault.status(502, "bad gateway"),
-    Fault.status(504, "gateway timeout"), Fault.drop(), Fault.malformed(), Fault.delay(4.0),
-], ids=["500", "502", "504", "drop", "malformed", "timeout"])
-async def test_submit_with_unknown_outcome_is_refunded_flagged_and_never_resent(
+    Fault.status(504, "gateway timeout"),
+], ids=["500", "502", "504"])
+async def test_submit_with_unknown_outcome_and_no_task_is_refunded_flagged_never_resent(
     h: Harness, fault: Fault
 ) -> None:
     await h.grant(ALICE, 500)
     h.fake.inject("submit", fault)
     job = await h.create(ALICE)
     await assert_refunded(h, job.id, "submit_outcome_unknown")
+    assert (await h.job(job.id)).lost_outcome == "not_found"
     await asyncio.sleep(0.3)
     assert submit_requests(h.fake) == 1
     assert await h.balance(ALICE) == (500, 0)

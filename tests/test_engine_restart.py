@@ -62,19 +62,8 @@ async def _attempts(h: Harness, job_id: int) -> bool:
     return (await h.job(job_id)).submit_attempts == 1
 
 
-async def test_restart_while_submitting_refunds_and_never_resubmits(h: Harness) -> None:
-    await h.grant(ALICE, 500)
-    h.fake.inject("submit", Fault.delay(3.0))  # the POST reaches WaveSpeed, the reply is slow
-    job = await h.create(ALICE)
-    await h.wait_state(job.id, JobState.SUBMITTING)
-    await wait_for(lambda: _has_tasks(h.fake), within=5)
-    await h.restart()
-    await assert_refunded(h, job.id, "submit_outcome_unknown")
-    assert (await h.job(job.id)).needs_reconciliation
-    await asyncio.sleep(0.3)
-    assert submit_requests(h.fake) == 1
-    assert await h.balance(ALICE) == (500, 0)
-    assert h.delivery.finished[-1][0] == job.id  # the owner was told
+# A restart while submitting: the job's task is looked for in WaveSpeed's history
+# (tests/test_lost_submits.py, test_restart_mid_post_adopts_the_task_it_created).
 
 
 async def test_a_clean_shutdown_lets_a_submit_in_flight_finish(h: Harness) -> None:

@@ -283,3 +283,25 @@ async def test_redirect_fault_and_reported_statuses(
     fake.inject("output", Fault.redirect("https://169.254.169.254/x", code=307))
     async with http.get(fake.base_url + "/outputs/any.mp4", allow_redirects=False) as resp:
         assert resp.status == 307 and resp.headers["Location"] == "https://169.254.169.254/x"
+
+
+async def test_foreign_tasks_and_status_after_create(
+    fake: FakeWaveSpeed, http: aiohttp.ClientSession
+) -> None:
+    fake.clock = lambda: 1_700_000_000.25
+    old = fake.add_foreign_task(model="vidu/reference-to-video-q2", created_at=1_699_999_000.0)
+    _, body = await call(http, "GET", f"{fake.base_url}/api/v3/predictions/{old}/result",
+                         headers=AUTH)
+    data = body["data"]
+    assert data["model"] == "vidu/reference-to-video-q2"
+    assert data["created_at"] == "2023-11-14T21:56:40.000000000Z"
+    assert data["status"] == "completed"  # 1000 s old: long done
+    assert not fake.submissions
+
+    fake.inject("submit", Fault.status_after_create(504))
+    status, body = await call(http, "POST", fake.base_url + SUBMIT, headers=AUTH, json=BODY)
+    assert status == 504 and body["code"] == 504 and body["data"] is None
+    assert [s.body for s in fake.submissions] == [BODY]
+    created = fake.tasks[fake.submissions[0].task_id]
+    assert created.created_at == "2023-11-14T22:13:20.250000000Z"  # on fake.clock
+    assert [r.status for r in fake.requests_to(SUBMIT)] == [504]

@@ -133,3 +133,53 @@ async def test_bot_state_survives_reopening(db_path: Path) -> None:
         assert await BotState(db).get("tree") == "def"
     finally:
         await db.close()
+
+
+async def test_jobs_rebuild_keeps_every_row_and_reference(db_path: Path, tmp_path: Path) -> None:
+    """0005 rebuilds `jobs` (a new state needs a new CHECK): a database made by 0001-0004
+    keeps its jobs, reservations, ledger and events, and they still point at each other."""
+    old = tmp_path / "old_migrations"
+    old.mkdir()
+    for _, path in load_migrations()[:4]:
+        (old / path.name).write_text(path.read_text())
+    db = await Database.open(db_path, migrations_dir=old)
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO accounts VALUES (?, ?, 90, 10, 0)", (GUILD, ALICE))
+        await conn.execute(
+            "INSERT INTO jobs (id, guild_id, channel_id, user_id, state, request, price,"
+            " created_at, updated_at, start_key, submitted_at) VALUES"
+            " (7, ?, 3, ?, 'submitting', '{}', 10, 1, 1, 'ix:1', 2)", (GUILD, ALICE))
+        await conn.execute("INSERT INTO reservations (id, job_id, guild_id, user_id, amount,"
+                           " status, created_at) VALUES (1, 7, ?, ?, 10, 'held', 1)",
+                           (GUILD, ALICE))
+        await conn.execute(
+            "INSERT INTO ledger (guild_id, user_id, kind, delta_balance, delta_held,"
+            " balance_after, held_after, reservation_id, job_id, created_at)"
+            " VALUES (?, ?, 'reserve', -10, 10, 90, 10, 1, 7, 1)", (GUILD, ALICE))
+        await conn.execute("INSERT INTO job_events (job_id, to_state, at) VALUES (7, 'queued', 1)")
+    await db.close()
+
+    db = await Database.open(db_path)
+    try:
+        assert await db.schema_version() == len(load_migrations())
+        async with db.reading() as conn:
+            async with conn.execute("SELECT id, state, start_key, submitted_at FROM jobs") as cur:
+                assert [tuple(r) for r in await cur.fetchall()] == [(7, "submitting", "ix:1", 2.0)]
+            async with conn.execute("PRAGMA foreign_keys") as cur:
+                row = await cur.fetchone()
+                assert row is not None and row[0] == 1
+            async with conn.execute("PRAGMA foreign_key_check") as cur:
+                assert await cur.fetchall() == []
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE jobs SET state = 'checking' WHERE id = 7")
+        with pytest.raises(sqlite3.IntegrityError):  # the references are still enforced
+            async with db.transaction() as conn:
+                await conn.execute("DELETE FROM jobs WHERE id = 7")
+        with pytest.raises(sqlite3.IntegrityError):  # and the CHECK still guards the state
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE jobs SET state = 'lost' WHERE id = 7")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            async with db.transaction() as conn:
+                await conn.execute("DELETE FROM ledger")
+    finally:
+        await db.close()

@@ -1,8 +1,9 @@
 """Async WaveSpeed REST client for WAN 2.6 reference-to-video (shared/wavespeed-wan26-ref2video.md).
 
-Retry rules follow the contract: result GETs, balance, uploads and output downloads are retried
-on transient failures; the submit POST is sent exactly once, because a POST whose reply was lost
-may still have created a paid task. Its errors say so via `task_may_exist`.
+Retry rules follow the contract: result GETs, balance, the history POST (a read), uploads and
+output downloads are retried on transient failures; the submit POST is sent exactly once,
+because a POST whose reply was lost may still have created a paid task. Its errors say so via
+`task_may_exist`.
 
 The API key lives only in the per-request Authorization header of API calls. It is never put in
 the session's default headers, never logged, and scrubbed from any server text copied into an
@@ -44,7 +45,15 @@ from wavespeed.errors import (
     WaveSpeedError,
 )
 from wavespeed.hosts import HostEntry, normalize_host, parse_host_entries
-from wavespeed.models import MODEL_PATH, GenerationRequest, Prediction, TaskStatus, UploadTicket
+from wavespeed.models import (
+    HISTORY_STATUSES,
+    MODEL_PATH,
+    GenerationRequest,
+    History,
+    Prediction,
+    TaskStatus,
+    UploadTicket,
+)
 from wavespeed.safe_download import (
     DEFAULT_MAX_REDIRECTS,
     DownloadPolicy,
@@ -58,6 +67,7 @@ SUBMIT_PATH = f"/api/v3/{MODEL_PATH}"
 UPLOAD_TICKET_PATH = "/api/v3/media/uploads"  # the SDK's direct upload (then a PUT)
 UPLOAD_PATH = "/api/v3/media/upload/binary"  # the older multipart upload, kept as fallback
 BALANCE_PATH = "/api/v3/balance"
+HISTORY_PATH = "/api/v3/predictions"  # the account's last 7 days, newest first
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -305,6 +315,65 @@ class WaveSpeedClient:
                 ) from None
 
         return await self._with_retries("GET", BALANCE_PATH, once)
+
+    async def predictions(
+        self,
+        *,
+        created_after: datetime,
+        created_before: datetime,
+        model: str | None = MODEL_PATH,
+        status: str | None = None,
+        page_size: int = 100,
+        max_pages: int = 20,
+    ) -> History:
+        """The account's tasks created at or after `created_after` and before `created_before`,
+        newest first: for browsing and synchronization (finding tasks a lost submit reply
+        created, or tasks made on the website), not for polling one task (use get_result).
+
+        WaveSpeed keeps 7 days of history and does not return a task's input. `model` (None:
+        every model) and `status` (completed, failed or processing; None: any) are filters.
+        Pages 1, 2, ... are fetched until a short or empty page, `total`, or `max_pages`; each
+        page is a read, retried like a GET. Filters are applied again here, so a server that
+        ignores one cannot widen the result. See History for what `complete` promises.
+        """
+        query = _history_query(created_after, created_before, model, status, page_size)
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        found: dict[str, tuple[datetime, Prediction]] = {}
+        complete, listed = True, 0
+        for page in range(1, max_pages + 1):
+
+            async def once(attempt: int, page: int = page) -> tuple[list[Any], int | None]:
+                data = await self._api_call(
+                    "POST", HISTORY_PATH, attempt=attempt, json_body=query | {"page": page}
+                )
+                return _history_page(data, page)
+
+            items, total = await self._with_retries("POST", f"{HISTORY_PATH} page {page}", once)
+            listed += len(items)
+            for item in items:
+                try:
+                    prediction = Prediction.from_data(item)
+                    created = prediction.created
+                    if created is None:
+                        raise ValueError("data.created_at is not an ISO 8601 date-time")
+                    if model is not None and prediction.model is None:
+                        raise ValueError("data.model is missing")
+                except (ValueError, TypeError, OverflowError) as exc:  # one odd item
+                    log.warning("POST %s page %d: skipped an unusable item (%s)",
+                                HISTORY_PATH, page, exc)
+                    complete = False
+                    continue
+                if (created_after <= created < created_before
+                        and model in (None, prediction.model)
+                        and _status_matches(prediction, status)):
+                    found.setdefault(prediction.id, (created, prediction))  # pages can shift
+            if len(items) < page_size or (total is not None and listed >= total):
+                break
+        else:
+            complete = False  # max_pages walked and the last page was full: there may be more
+        newest_first = sorted(found.values(), key=lambda pair: pair[0], reverse=True)
+        return History(tuple(prediction for _, prediction in newest_first), complete)
 
     async def download_output(self, url: str, dest: Path, *, max_bytes: int) -> int:
         """Stream an output file to `dest`; returns its size in bytes.
@@ -612,6 +681,59 @@ def _prediction(data: Any, method: str, path: str) -> Prediction:
         return Prediction.from_data(data)
     except ValueError as exc:
         raise MalformedResponseError(f"{method} {path}: bad prediction: {exc}") from None
+
+
+def _utc_text(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the history filters are written: 2023-10-01T00:00:00Z."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _history_query(
+    created_after: datetime,
+    created_before: datetime,
+    model: str | None,
+    status: str | None,
+    page_size: int,
+) -> dict[str, Any]:
+    """The history filters as sent (all but `page`); raises ValueError for bad arguments."""
+    for name, moment in (("created_after", created_after), ("created_before", created_before)):
+        if moment.utcoffset() is None:
+            raise ValueError(f"{name} must be timezone-aware")
+    if created_after > created_before:
+        raise ValueError("created_after must not be later than created_before")
+    if isinstance(page_size, bool) or not 1 <= page_size <= 100:
+        raise ValueError(f"page_size must be from 1 to 100, not {page_size!r}")
+    if status is not None and status not in HISTORY_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(HISTORY_STATUSES)}, or None")
+    if model is not None and not model:
+        raise ValueError("model must not be empty (None means every model)")
+    query: dict[str, Any] = {
+        "page_size": page_size,
+        "created_after": _utc_text(created_after),
+        "created_before": _utc_text(created_before),
+    }
+    return query | {k: v for k, v in (("model", model), ("status", status)) if v is not None}
+
+
+def _history_page(data: Any, page: int) -> tuple[list[Any], int | None]:
+    """`data.items` and `data.total` (None when absent) of one history page."""
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise MalformedResponseError(f"POST {HISTORY_PATH} page {page}: reply has no data.items")
+    total = data.get("total")
+    return items, total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def _status_matches(prediction: Prediction, status: str | None) -> bool:
+    """The history `status` filter, leniently: "failed" also takes cancelled/timeout/deleted,
+    "processing" any status still running (created, queued, ...)."""
+    if status is None:
+        return True
+    if status == "processing":
+        return not prediction.is_terminal
+    if status == "completed":
+        return prediction.status is TaskStatus.COMPLETED
+    return prediction.is_terminal and prediction.status is not TaskStatus.COMPLETED
 
 
 def _parse_json(raw: bytes) -> Any:

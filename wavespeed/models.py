@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -14,6 +17,14 @@ SHOT_TYPES: tuple[str, ...] = ("single", "multi")
 SEED_MIN = -1
 SEED_MAX = 2_147_483_647
 MAX_VIDEOS = 2
+# The history endpoint's `status` filter; "processing" also covers tasks still "created".
+HISTORY_STATUSES: tuple[str, ...] = ("completed", "failed", "processing")
+
+# Date, time to the second, optional fraction, optional Z or +hh:mm / +hhmm. ASCII digits only.
+_TIMESTAMP = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?",
+    re.IGNORECASE | re.ASCII,
+)
 
 
 class TaskStatus(StrEnum):
@@ -48,6 +59,29 @@ class TaskStatus(StrEnum):
 def status_is_terminal(status: TaskStatus | str) -> bool:
     """Only the enum's terminal members end a task; unknown statuses are still running."""
     return isinstance(status, TaskStatus) and status.is_terminal
+
+
+def parse_timestamp(text: object) -> datetime | None:
+    """An ISO 8601 date-time as an aware UTC datetime; None when absent or unparsable.
+
+    WaveSpeed writes `2025-05-19T06:09:15.948268264Z`: nanoseconds, which datetime cannot hold,
+    so a fraction of any length is truncated to microseconds (not rounded: truncation keeps a
+    comparison with a microsecond bound the same as the server's nanosecond one). Z or an
+    offset (+02:00, -0530) is accepted; a time without one is taken as UTC, the only zone
+    WaveSpeed reports in. A date without a time, or anything else, is None.
+    """
+    if not isinstance(text, str):
+        return None
+    match = _TIMESTAMP.fullmatch(text.strip())
+    if match is None:
+        return None
+    base, fraction, zone = match.groups()
+    micros = (fraction or "")[:6].ljust(6, "0")
+    offset = "+00:00" if zone is None or zone.upper() == "Z" else zone
+    try:
+        return datetime.fromisoformat(f"{base}.{micros}{offset}").astimezone(UTC)
+    except (ValueError, OverflowError):  # month 13, hour 25, year 1 shifted before year 1
+        return None
 
 
 def resolution_of(size: str) -> str:
@@ -148,6 +182,11 @@ class Prediction:
     def output_is_nsfw(self) -> bool:
         return bool(self.has_nsfw_contents and self.has_nsfw_contents[0])
 
+    @property
+    def created(self) -> datetime | None:
+        """`created_at` as an aware UTC datetime (see parse_timestamp); None if unusable."""
+        return parse_timestamp(self.created_at)
+
     @classmethod
     def from_data(cls, data: Any) -> Prediction:
         """Parse `data`; raises ValueError (the client turns it into MalformedResponseError)."""
@@ -174,8 +213,21 @@ class Prediction:
             error=str(error) if error else None,
             model=data.get("model") if isinstance(data.get("model"), str) else None,
             created_at=data.get("created_at") if isinstance(data.get("created_at"), str) else None,
-            inference_ms=int(inference) if isinstance(inference, int | float) else None,
+            inference_ms=(int(inference) if isinstance(inference, int | float)
+                          and math.isfinite(inference) else None),  # 1e400 parses as inf
         )
+
+
+@dataclass(frozen=True)
+class History:
+    """What `WaveSpeedClient.predictions` found, newest first, each task once.
+
+    `complete` is False when the walk stopped at its page limit with pages left, or when an
+    item could not be parsed (it is then missing here): the caller has not seen everything.
+    """
+
+    items: tuple[Prediction, ...]
+    complete: bool
 
 
 @dataclass(frozen=True)

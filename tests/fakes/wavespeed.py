@@ -9,6 +9,18 @@ which like real object storage refuses an Authorization header, a wrong Content-
 size other than the declared one and anything over 100 MB) and the older multipart
 `POST /api/v3/media/upload/binary`. `direct_uploads = False` models a deployment without
 the former.
+
+History: `POST /api/v3/predictions` lists the tasks newest first, only those created in the
+last 7 days by `FakeWaveSpeed.clock` (the wall clock, time.time unless a test replaces it),
+with WaveSpeed's filters and paging. `add_foreign_task` plants tasks that were not made through
+submit (website tasks, other models' tasks, old ones): listed and pollable, not in
+`submissions`.
+
+Faults that lose a reply after creating the task (a submit is processed and recorded in
+`submissions`, but the client cannot know): `Fault.drop` (socket closed, no reply),
+`Fault.malformed` (200 with broken JSON), `Fault.status_after_create` (an error status, as from
+a gateway whose upstream did the work), and `Fault.delay` when the client stops waiting first.
+`Fault.status` and `Fault.redirect` answer before the request is processed: no task.
 """
 
 from __future__ import annotations
@@ -23,10 +35,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from aiohttp import web
@@ -34,6 +46,7 @@ from aiohttp import web
 from tests.media import make_mp4
 from wavespeed.models import (
     DURATIONS,
+    HISTORY_STATUSES,
     MAX_VIDEOS,
     MODEL_PATH,
     SEED_MAX,
@@ -42,11 +55,16 @@ from wavespeed.models import (
     SIZES,
 )
 
-# "upload" is the multipart binary upload; "upload_ticket" and "upload_put" the direct one.
+# "upload" is the multipart binary upload; "upload_ticket" and "upload_put" the direct one;
+# "history" is POST /api/v3/predictions.
 ROUTES = frozenset(
-    {"submit", "result", "upload", "upload_ticket", "upload_put", "balance", "output"}
+    {"submit", "result", "upload", "upload_ticket", "upload_put", "balance", "output", "history"}
 )
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the contract's 100 MB video limit
+MAX_PAGE_SIZE = 100
+HISTORY_DAYS = 7  # WaveSpeed lists only the past 7 days
+_NS = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 64 * 1024
 _DROPPED = web.RequestKey("dropped", bool)  # marks a request answered by Fault.drop
 
@@ -59,6 +77,7 @@ class _FaultKind(Enum):
     DROP = "drop"
     MALFORMED = "malformed"
     REDIRECT = "redirect"
+    STATUS_AFTER_CREATE = "status_after_create"
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,12 @@ class Fault:
     def malformed(cls) -> Fault:
         """Process normally (a submit creates its task), then answer 200 with broken JSON."""
         return cls(_FaultKind.MALFORMED)
+
+    @classmethod
+    def status_after_create(cls, code: int, message: str = "upstream timed out") -> Fault:
+        """Process normally (a submit creates its task and is recorded in `submissions`), then
+        answer `code` with the error envelope: a gateway (502/504) whose upstream did the work."""
+        return cls(_FaultKind.STATUS_AFTER_CREATE, code=code, message=message)
 
     @classmethod
     def redirect(cls, location: str, code: int = 302) -> Fault:
@@ -163,6 +188,8 @@ class FakeTask:
     processing_after: float
     complete_after: float
     finished_at: float | None = None  # set by finish_task
+    model: str = MODEL_PATH
+    wall_ns: int = 0  # creation on FakeWaveSpeed.clock, in ns since the epoch (for history)
 
     def end_time(self) -> float:
         """Monotonic time the task leaves created/processing (inf while it never ends)."""
@@ -194,7 +221,7 @@ class FakeTask:
             reported = self.behaviour.waiting_status
         return {
             "id": self.id,
-            "model": MODEL_PATH,
+            "model": self.model,
             "status": reported,
             "outputs": [f"{base_url}/outputs/{self.id}.mp4"] if done else [],
             "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
@@ -263,6 +290,9 @@ class FakeWaveSpeed:
         # False: success replies leave out the envelope's "code" and "message" (data only).
         self.send_success_code = True
         self.max_running_seen = 0
+        # Wall clock (unix seconds) for created_at and the 7-day history window; replaceable.
+        self.clock: Callable[[], float] = time.time
+        self.history_queries: list[dict[str, Any]] = []  # bodies of accepted history requests
         self._faults: dict[str, collections.deque[Fault]] = {r: collections.deque() for r in ROUTES}
         self._behaviours: collections.deque[TaskBehaviour] = collections.deque()
         self._ids = itertools.count(1)
@@ -284,6 +314,7 @@ class FakeWaveSpeed:
         app.router.add_post(
             f"{api}/media/uploads", self._faulty("upload_ticket", self._upload_ticket)
         )
+        app.router.add_post(f"{api}/predictions", self._faulty("history", self._history))
         app.router.add_put("/storage/{token}", self._faulty("upload_put", self._upload_put))
         app.router.add_get(f"{api}/balance", self._faulty("balance", self._balance))
         app.router.add_get("/outputs/{task_id}.mp4", self._faulty("output", self._output))
@@ -323,6 +354,19 @@ class FakeWaveSpeed:
 
     def queue_tasks(self, *behaviours: TaskBehaviour) -> None:
         self._behaviours.extend(behaviours)
+
+    def add_foreign_task(
+        self,
+        *,
+        model: str = MODEL_PATH,
+        created_at: float | None = None,
+        behaviour: TaskBehaviour | None = None,
+    ) -> str:
+        """Plant a task not made through submit (a website task, another model's, an old one):
+        listed in history and answering result GETs, but not in `submissions`. `created_at` is
+        unix seconds on `clock` (default now); an older task is as far along as its age says."""
+        task = self._create_task({}, behaviour or TaskBehaviour.ok(), model, created_at)
+        return task.id
 
     def finish_task(self, task_id: str) -> None:
         """End a task now with its behaviour's outcome ('never' tasks complete normally)."""
@@ -383,10 +427,13 @@ class FakeWaveSpeed:
                 return _envelope(fault.code, fault.message, **headers)
             if fault is not None and fault.kind is _FaultKind.REDIRECT:
                 return web.Response(status=fault.code, headers={"Location": fault.location})
-            # Delay, drop and malformed all model a request the server fully processed.
+            # Delay, drop, malformed and status_after_create all model a request the server
+            # fully processed.
             response = await handler(request)
             if fault is None:
                 return response
+            if fault.kind is _FaultKind.STATUS_AFTER_CREATE:
+                return _envelope(fault.code, fault.message)
             if fault.kind is _FaultKind.DELAY:
                 await asyncio.sleep(fault.seconds)
                 return response
@@ -425,26 +472,62 @@ class FakeWaveSpeed:
         if self.max_concurrent is not None and self.running_count >= self.max_concurrent:
             return _envelope(429, "too many running tasks", **{"Retry-After": "1"})
         behaviour = self._behaviours.popleft() if self._behaviours else TaskBehaviour.ok()
+        task = self._create_task(body, behaviour, MODEL_PATH, None)
+        self.submissions.append(Submission(task_id=task.id, body=body, at=task.created))
+        # Overlap only grows when a task starts, so sampling here gives the exact maximum.
+        self.max_running_seen = max(self.max_running_seen, self.running_count)
+        return self._ok(task.to_data(self.base_url))
+
+    def _create_task(
+        self, body: dict[str, Any], behaviour: TaskBehaviour, model: str, wall: float | None
+    ) -> FakeTask:
         task_id = f"task-{next(self._ids):04d}-{uuid.uuid4().hex[:8]}"
-        now = time.monotonic()
+        clock_now = self.clock()
+        wall = clock_now if wall is None else wall
+        wall_ns = _to_ns(wall)
         task = FakeTask(
             id=task_id,
             body=body,
             behaviour=behaviour,
-            created=now,
-            created_at=datetime.now(UTC).isoformat(),
+            created=time.monotonic() - max(0.0, clock_now - wall),  # an old task is further on
+            created_at=_wavespeed_time(wall_ns),
             processing_after=self.processing_after,
             complete_after=(
                 behaviour.complete_after
                 if behaviour.complete_after is not None
                 else self.complete_after
             ),
+            model=model,
+            wall_ns=wall_ns,
         )
         self.tasks[task_id] = task
-        self.submissions.append(Submission(task_id=task_id, body=body, at=now))
-        # Overlap only grows when a task starts, so sampling here gives the exact maximum.
-        self.max_running_seen = max(self.max_running_seen, self.running_count)
-        return self._ok(task.to_data(self.base_url))
+        return task
+
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return _envelope(400, "request body is not valid JSON")
+        query = _HistoryQuery.parse(body)
+        if isinstance(query, str):
+            return _envelope(400, query)
+        self.history_queries.append(body)
+        horizon = _to_ns(self.clock()) - HISTORY_DAYS * 86_400 * _NS
+        tasks = list(self.tasks.values())
+        # Newest first; of equal timestamps, the one created later first.
+        order = sorted(range(len(tasks)), key=lambda i: (tasks[i].wall_ns, i), reverse=True)
+        listed = []
+        for task in (tasks[i] for i in order):
+            if task.wall_ns < horizon or not query.admits(task):
+                continue
+            data = task.to_data(self.base_url)  # status read once: filter and item agree
+            if query.status_admits(data["status"]):
+                listed.append(data)
+        start = (query.page - 1) * query.page_size
+        return self._ok({"page": query.page, "total": len(listed),
+                         "items": listed[start:start + query.page_size]})
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
@@ -574,8 +657,79 @@ async def _zeros(size: int) -> AsyncIterator[bytes]:
         remaining -= take
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_ns(wall: float) -> int:
+    """Unix seconds as integer nanoseconds (whole seconds stay exact, unlike wall * 1e9)."""
+    seconds = math.floor(wall)
+    return seconds * _NS + round((wall - seconds) * _NS)
+
+
+def _wavespeed_time(wall_ns: int) -> str:
+    """As WaveSpeed writes created_at: UTC, 9 fractional digits, Z."""
+    seconds, nanos = divmod(wall_ns, _NS)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+@dataclass(frozen=True)
+class _HistoryQuery:
+    page: int
+    page_size: int
+    model: str | None
+    status: str | None
+    after_ns: int | None  # created at or after
+    before_ns: int | None  # created before
+
+    @classmethod
+    def parse(cls, body: Any) -> _HistoryQuery | str:
+        """The history body, or a message naming the bad field."""
+        if not isinstance(body, dict):
+            return "body must be a JSON object"
+        page, page_size = body.get("page"), body.get("page_size")
+        if not _is_int(page) or page < 1:
+            return "page: is required and must be an integer of at least 1"
+        if not _is_int(page_size) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            return f"page_size: is required and must be an integer from 1 to {MAX_PAGE_SIZE}"
+        model, status = body.get("model"), body.get("status")
+        if model is not None and not isinstance(model, str):
+            return "model: must be a string"
+        if status is not None and status not in HISTORY_STATUSES:
+            return f"status: must be one of {', '.join(HISTORY_STATUSES)}"
+        bounds: list[int | None] = []
+        for name in ("created_after", "created_before"):
+            value = body.get(name)
+            moment = _iso_ns(value) if isinstance(value, str) else None
+            if value is not None and moment is None:
+                return f"{name}: must be an ISO 8601 date-time such as 2023-10-01T00:00:00Z"
+            bounds.append(moment)
+        return cls(page, page_size, model, status, bounds[0], bounds[1])
+
+    def admits(self, task: FakeTask) -> bool:
+        return (
+            (self.model is None or task.model == self.model)
+            and (self.after_ns is None or task.wall_ns >= self.after_ns)
+            and (self.before_ns is None or task.wall_ns < self.before_ns)
+        )
+
+    def status_admits(self, reported: str) -> bool:
+        if self.status == "processing":
+            return reported in ("created", "processing")
+        return self.status is None or reported == self.status
+
+
+def _iso_ns(text: str) -> int | None:
+    """An ISO 8601 date-time as ns since the epoch (no offset: UTC); None if unparsable.
+    Deliberately not wavespeed.models.parse_timestamp: the fake must not share the client's
+    bugs. Python 3.11's fromisoformat takes Z and truncates fractions past 6 digits."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _validate(body: Any) -> str | None:
