@@ -2,9 +2,9 @@
 
 Nothing runs at import time. `main()` loads the settings and sets up logging; `run()` opens
 the database, waits as a standby until this process holds the instance lease (only one
-process acts on a database: engine/leadership.py), then opens one HTTP session, builds the
-WaveSpeed client, and runs the bot, whose `setup_hook` builds the engine, loads the cogs,
-resumes unfinished jobs and syncs the slash commands.
+process acts on a database: engine/leadership.py), migrates the schema, then opens one HTTP
+session, builds the WaveSpeed client, and runs the bot, whose `setup_hook` builds the
+engine, loads the cogs, resumes unfinished jobs and syncs the slash commands.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -88,6 +88,8 @@ class Ref2VideoBot(commands.Bot):
         self.services: Services | None = None
         self._engine_started = asyncio.Event()
         self._starter: asyncio.Task[None] | None = None
+        self._urgent = asyncio.Event()  # the lease is lost: stop without any grace
+        self._closing_all: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         s = self.settings
@@ -164,31 +166,92 @@ class Ref2VideoBot(commands.Bot):
         log.info("synced %d slash commands %s", len(synced),
                  f"to guild {guild.id}" if guild else "globally")
 
-    async def close(self) -> None:
-        if self._starter is not None:
-            self._starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starter
-        if self.services is not None:
-            await self.services.engine.close()
-            await self.services.board.close()
-            await self.services.balance.close()
-        await super().close()
+    def hurry(self) -> None:
+        """The instance lease is lost (another process acts now): the close, under way or
+        to come, stops the engine at once instead of letting submits in flight finish."""
+        self._urgent.set()
+
+    async def close(self, *, urgent: bool = False) -> None:
+        """Stop all work, then close the Discord connection. The engine first: gracefully
+        (submits in flight answered) unless `urgent` or `hurry()`, then at once; then the
+        status board and the balance watch. Every part is closed even if one fails (each
+        failure logged), the Discord client always is, and the first failure is raised
+        after all that. A second call (discord.py makes one) joins the close under way."""
+        if urgent:
+            self.hurry()
+        if self._closing_all is None:
+            self._closing_all = asyncio.create_task(self._close_all(), name="bot-close-all")
+        await asyncio.shield(self._closing_all)
+
+    async def _close_all(self) -> None:
+        failures: list[Exception] = []
+        try:
+            if self._starter is not None:
+                self._starter.cancel()
+                await asyncio.wait({self._starter})
+                if not self._starter.cancelled() and self._starter.exception() is not None:
+                    await _closed("engine start", self._starter, failures)  # logs it
+            if self.services is not None:
+                await _closed("engine", self._close_engine(self.services.engine), failures)
+                await _closed("status board", self.services.board.close(), failures)
+                await _closed("balance watch", self.services.balance.close(), failures)
+        finally:
+            await super().close()
+        if failures:
+            raise failures[0]
+
+    async def _close_engine(self, engine: JobEngine) -> None:
+        if self._urgent.is_set():
+            await engine.close(urgent=True)
+            return
+        graceful = asyncio.ensure_future(engine.close())
+        hurried = asyncio.ensure_future(self._urgent.wait())
+        try:
+            await asyncio.wait({graceful, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            graceful.cancel()
+            raise
+        finally:
+            hurried.cancel()
+        if graceful.done():
+            graceful.result()
+            return
+        log.warning("the instance lease was lost while closing: stopping the engine at once")
+        graceful.cancel()
+        await asyncio.gather(graceful, return_exceptions=True)
+        await engine.close(urgent=True)
+
+
+async def _closed(part: str, closing: Awaitable[object], failures: list[Exception]) -> None:
+    """Await one part's close; a failure is logged and kept, and the next part closes."""
+    try:
+        await closing
+    except Exception as exc:
+        log.exception("closing the %s failed", part)
+        failures.append(exc)
 
 
 class _Stopper:
     """Where SIGTERM/SIGINT and a lost lease lead: before the bot runs, they end the standby
-    wait; once it runs, they close it (which stops all work)."""
+    wait; once it runs, they close it (which stops all work). A signal closes gracefully; a
+    lost lease (`urgent`) at once, also cutting short a graceful close under way."""
 
     def __init__(self) -> None:
         self.requested = asyncio.Event()
+        self.urgent = False
         self._bot: Ref2VideoBot | None = None
         self._closing: asyncio.Task[None] | None = None
 
-    def stop(self) -> None:
+    def stop(self, *, urgent: bool = False) -> None:
         self.requested.set()
-        if self._bot is not None and self._closing is None:
-            self._closing = asyncio.create_task(self._bot.close(), name="bot-close")
+        self.urgent = self.urgent or urgent
+        bot = self._bot
+        if bot is None:
+            return
+        if self.urgent:
+            bot.hurry()
+        if self._closing is None:
+            self._closing = asyncio.create_task(bot.close(), name="bot-close")
 
     def _signalled(self, sig: signal.Signals) -> None:
         log.info("%s received: %s", sig.name,
@@ -198,7 +261,7 @@ class _Stopper:
     def attach(self, bot: Ref2VideoBot) -> None:
         self._bot = bot
         if self.requested.is_set():
-            self.stop()
+            self.stop(urgent=self.urgent)
 
     async def closed(self) -> None:
         """Wait until a close this started has finished, the engine's included."""
@@ -221,26 +284,44 @@ class _Stopper:
 
 
 async def run(settings: Settings) -> None:
-    """Open storage, wait for the instance lease, run the bot until stopped, close everything
-    and release the lease. Raises LeaseLost if another instance took the lease over."""
+    """Open storage, wait for the instance lease, migrate, run the bot until stopped, close
+    everything and release the lease. Raises LeaseLost if the lease was lost (another
+    instance took it over, or renewals were late), also when closing then failed."""
     use_api_base(settings.discord_api_base_url)
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_path, migrate=False)
     try:
+        await db.pending_migrations()  # a file newer than this code: refuse now, not later
+        store = LeaseStore(db)
+        lease_ready = await store.ready()
+        if not lease_ready:
+            # Older than the lease (or new): nothing that holds a lease can be running on it.
+            await db.migrate()
         stopper = _Stopper()
-        leadership = Leadership(LeaseStore(db), instance_id(), settings.instance_takeover_seconds,
-                                on_lost=lambda reason: stopper.stop())
+        leadership = Leadership(store, instance_id(), settings.instance_takeover_seconds,
+                                on_lost=lambda reason: stopper.stop(urgent=True))
+        failure: Exception | None = None
         with stopper.on_signals():
-            # A standby connects to nothing: not to Discord, not to WaveSpeed.
+            # A standby connects to nothing: not to Discord, not to WaveSpeed; and it leaves
+            # the schema alone - the active process may be an older version.
             if await leadership.wait_for_lease(stopper.requested) is None:
                 log.info("stopped while standby")
                 return
             try:
+                if lease_ready:
+                    await db.migrate()  # ours now: fenced like every write
                 await _run_bot(settings, db, stopper)
+            except Exception as exc:
+                if leadership.lost is None:
+                    raise
+                failure = exc
+                log.warning("stopping after the loss of the instance lease: %s: %s",
+                            type(exc).__name__, exc)
             finally:
-                # Only now: the engine has stopped, submits in flight were answered.
+                # Only now: the engine has stopped (submits in flight answered, unless the
+                # lease was lost).
                 await leadership.release()
         if leadership.lost is not None:
-            raise LeaseLost(leadership.lost)
+            raise LeaseLost(leadership.lost) from failure
     finally:
         await db.close()
 

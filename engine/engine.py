@@ -40,6 +40,7 @@ from engine.failures import describe
 from engine.fair_queue import FairQueue
 from engine.pricing import PriceTable
 from engine.rate_limit import SlidingWindowLimiter
+from storage.database import LeaseLost
 from storage.jobs import Job, JobState, JobStore
 from wavespeed.client import WaveSpeedClient
 from wavespeed.errors import (
@@ -197,16 +198,19 @@ class JobEngine:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._watcher = asyncio.create_task(self._watch_loop(), name="late-watcher")
 
-    async def close(self) -> None:
+    async def close(self, *, urgent: bool = False) -> None:
         """Stop all work. Jobs keep their saved state and resume at the next start().
 
-        A submit POST cut off mid-flight would leave its job with an unknown outcome (refunded
-        and flagged), so first stop dispatching and give POSTs already sent `shutdown_grace`
-        seconds to be answered."""
-        if self._dispatcher is not None:
+        A submit POST cut off mid-flight leaves its job a lost submit (searched for in
+        WaveSpeed's history), so first stop dispatching and give POSTs already sent
+        `shutdown_grace` seconds to be answered. `urgent` (the instance lease was lost:
+        another process acts now) cancels everything at once instead."""
+        if urgent:
+            self._stopping = True
+        elif self._dispatcher is not None:
             # Let it finish the step it is in: cancelled between the queued -> submitting
-            # commit and spawning the POST, a job would be refunded at the next start as an
-            # unknown outcome although nothing was sent.
+            # commit and spawning the POST, a job would be searched for as a lost submit at
+            # the next start although nothing was sent.
             self._stopping = True
             self._wake.set()
             with contextlib.suppress(TimeoutError):
@@ -214,7 +218,7 @@ class JobEngine:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
-        if self._posting and self.limits.shutdown_grace > 0:
+        if self._posting and self.limits.shutdown_grace > 0 and not urgent:
             log.info("waiting up to %.0fs for %d submit(s) in flight",
                      self.limits.shutdown_grace, self._posting)
             with contextlib.suppress(TimeoutError):
@@ -253,6 +257,10 @@ class JobEngine:
             self._wake.clear()
             try:
                 delay = await self._dispatch_ready()
+            except LeaseLost:
+                log.warning("dispatcher stopped: this process no longer holds the instance "
+                            "lease")
+                return
             except Exception:
                 log.exception("dispatcher error; retrying shortly")
                 delay = self.limits.resume_delay
@@ -341,6 +349,8 @@ class JobEngine:
             try:
                 return await self.store.transition(job.id, [S], R, task_id=task_id,
                                                    detail=f"task {task_id}")
+            except LeaseLost:
+                raise  # another process acts now: it finds this task in the history
             except sqlite3.IntegrityError as exc:
                 if "task_id" not in str(exc):
                     raise
@@ -727,6 +737,10 @@ class JobEngine:
                 due[job.id] = now + self.limits.watch_interval
                 try:  # one job's trouble must not keep the others from being watched
                     await self._watch_once(job)
+                except LeaseLost:
+                    log.warning("late watcher stopped: this process no longer holds the "
+                                "instance lease")
+                    return
                 except DeliveryError as exc:
                     if exc.permanent:
                         log.warning("job %d: late clip cannot be posted (%s)", job.id, exc)
@@ -829,6 +843,10 @@ class JobEngine:
         pick it up again from its saved state."""
         try:
             await coro
+        except LeaseLost:
+            # Not an error to retry: another process holds the lease and resumes the job.
+            log.warning("job %d: left to the instance that now holds the lease", job_id)
+            self._in_flight.discard(job_id)
         except Exception:
             errors = self._resumes.get(job_id, 0) + 1
             self._resumes[job_id] = errors

@@ -87,6 +87,12 @@ async def run(args: argparse.Namespace) -> int:
             print(f"{len(lost)} lost submit(s) in the last {HISTORY_DAYS} days")
             for job in lost:
                 print(f"  {_line(job)}")
+            checking = [j for j in await store.active() if j.state.value == "checking"]
+            if checking:
+                print(f"{len(checking)} job(s) checking with WaveSpeed now (credits held; "
+                      "the running bot settles them, or adopt one with --task)")
+                for job in checking:
+                    print(f"  {_line(job)}")
             pending = await store.needing_reconciliation()
             for job in pending:
                 print(_line(job))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -19,7 +20,7 @@ from engine.leadership import Leadership
 from storage.bot_state import BotState
 from storage.credits import CreditStore, audit
 from storage.database import Database, LeaseLost
-from storage.lease import LeaseStore, instance_id
+from storage.lease import LEASE_SCHEMA_VERSION, LeaseStore, gone_process, instance_id
 from tests.conftest import ALICE, GUILD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +55,11 @@ async def _ledger_rows(db: Database) -> int:
 # --- LeaseStore -----------------------------------------------------------------------
 
 
-async def test_the_second_holder_waits_until_expiry_or_release(
+async def test_a_live_row_is_taken_only_as_judged_or_once_released(
     two: tuple[Database, Database],
 ) -> None:
+    """No clock decides: another holder's row is taken only if it is still exactly the row
+    the standby judged dead (compare-and-swap on holder and renewed_at), or released."""
     clock = Clock()
     a, b = (LeaseStore(db, clock=clock) for db in two)
     t0 = clock.now
@@ -64,26 +67,30 @@ async def test_the_second_holder_waits_until_expiry_or_release(
     assert first.acquired and first.previous is None
     assert (first.current.holder, first.current.expires_at) == ("A", t0 + 10)
 
-    clock.now = t0 + 9.99
+    clock.now = t0 + 3600  # far past expires_at: it is only shown, never compared
     refused = await b.acquire("B", 10)
     assert not refused.acquired
     assert (refused.current.holder, refused.current.expires_at) == ("A", t0 + 10)
     lease = await b.current()
-    assert lease is not None and lease.holder == "A"  # a refused attempt changed nothing
+    assert lease == first.current  # a refused attempt changed nothing
 
-    clock.now = t0 + 10  # expired: the holder died or stopped renewing
-    taken = await b.acquire("B", 10)
+    judged = lease
+    assert await a.renew("A", 10)  # A renews after B judged its row dead: A wins
+    stale = await b.acquire("B", 10, judged=judged)
+    assert not stale.acquired and stale.current.holder == "A"
+    assert stale.current.renewed_at != judged.renewed_at
+
+    taken = await b.acquire("B", 10, judged=stale.current)  # still exactly the judged row
     assert taken.acquired and taken.current.holder == "B"
-    assert taken.previous is not None and taken.previous.holder == "A"
-    assert not taken.previous.released
+    assert taken.previous == stale.current and not taken.previous.released
     assert not await a.renew("A", 10)  # A learns it lost the lease
+    assert await a.renew_or_holder("A", 10) == "B"  # and from whom, in the same transaction
     assert not await a.release("A")  # and cannot give away B's
-    lease = await a.current()
-    assert lease is not None and (lease.holder, lease.expires_at) == ("B", t0 + 20)
     assert not (await a.acquire("A", 10)).acquired
+    assert not (await a.acquire("A", 10, judged=judged)).acquired  # an old judgement: no
 
-    clock.now = t0 + 11
-    assert await b.release("B")  # a clean stop: free at once, long before t0 + 20
+    clock.now = t0 + 3601
+    assert await b.release("B")  # a clean stop: free at once
     released = await a.current()
     assert released is not None and released.released and released.holder == "B"
     again = await a.acquire("A", 10)
@@ -91,25 +98,55 @@ async def test_the_second_holder_waits_until_expiry_or_release(
     assert again.previous.holder == "B" and again.previous.released
 
 
-async def test_renewal_extends_only_the_holders_own_lease(
+async def test_every_renewal_changes_renewed_at_even_if_the_clock_repeats(
     two: tuple[Database, Database],
 ) -> None:
-    clock = Clock()
+    """A standby watches renewed_at for a change, so a renewal must make one - and never
+    back to an earlier value - even when the wall clock stands still or steps back."""
+    clock = Clock()  # never advances
     a, b = (LeaseStore(db, clock=clock) for db in two)
-    t0 = clock.now
     assert (await a.acquire("A", 10)).acquired
-    clock.now = t0 + 8
+    seen = []
+    for _ in range(3):
+        row = await b.current()
+        assert row is not None
+        seen.append(row.renewed_at)
+        assert await a.renew("A", 10)
+        assert not (await b.acquire("B", 10, judged=row)).acquired
+    assert seen == sorted(set(seen)) and len(seen) == 3
+    clock.now -= 3600  # stepped back an hour
     assert await a.renew("A", 10)
-    clock.now = t0 + 17.9  # the first expiry is long past, the renewed one is not
-    assert not (await b.acquire("B", 10)).acquired
+    row = await b.current()
+    assert row is not None and row.renewed_at > seen[-1]
+    seen.append(row.renewed_at)
     assert not await b.renew("B", 10)  # renewing is not taking
-    clock.now = t0 + 18
-    assert (await b.acquire("B", 10)).acquired
+    assert await b.renew_or_holder("B", 10) == "A"
     # Acquiring a lease one already holds renews it and keeps its acquired_at.
-    clock.now = t0 + 19
-    mine = await b.acquire("B", 10)
+    mine = await a.acquire("A", 10)
     assert mine.acquired and mine.previous is None
-    assert (mine.current.acquired_at, mine.current.expires_at) == (t0 + 18, t0 + 29)
+    assert mine.current.acquired_at == clock.now + 3600
+    assert mine.current.renewed_at > seen[-1]
+    async with two[1].transaction() as conn:
+        await conn.execute("DELETE FROM instance_lease")
+    assert await a.renew_or_holder("A", 10) == "(none)"
+
+
+def test_gone_process_only_for_a_dead_pid_on_this_host() -> None:
+    import os
+    import socket
+    import subprocess
+
+    host = socket.gethostname()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # exited and reaped: its pid names no process now
+    assert gone_process(f"{host}:{child.pid}:abcdef") == child.pid
+    assert gone_process(f"{host}:{os.getpid()}:abcdef") is None  # alive
+    assert gone_process(f"{host}:1:abcdef") is None  # init: alive (or not ours: alive too)
+    assert gone_process(f"other-{host}:{child.pid}:abcdef") is None  # another host: unknown
+    for unreadable in ("A", f"{host}:x:abcdef", f"{host}:0:abcdef", f"{host}:-1:abcdef",
+                       f"{host}:{child.pid}"):
+        assert gone_process(unreadable) is None, unreadable
+    assert gone_process(instance_id()) is None
 
 
 async def test_concurrent_acquires_from_two_connections_one_wins(
@@ -189,8 +226,7 @@ async def test_a_fenced_database_writes_nothing_once_another_holder_took_over(
     await credits_a.grant(GUILD, ALICE, 100, actor_id=None)  # still ours: writes go through
     await BotState(db_a).set("k", "a1")
 
-    clock.now += 10
-    assert (await b.acquire("B", 10)).acquired  # A was too slow to renew
+    assert (await b.acquire("B", 10, judged=await b.current())).acquired  # A was too slow
     rows = await _ledger_rows(db_b)
     with pytest.raises(LeaseLost, match="no longer held by A"):
         await credits_a.grant(GUILD, ALICE, 50, actor_id=None)
@@ -226,6 +262,79 @@ async def test_the_fence_also_holds_when_the_lease_row_is_gone(
     with pytest.raises(LeaseLost, match="now: nobody"):
         await BotState(db_a).set("k", "v")
     assert await BotState(db_b).get("k") is None
+
+
+async def test_the_fence_asks_the_holder_first_and_the_lease_rows_are_not_fenced(
+    two: tuple[Database, Database],
+) -> None:
+    db_a, db_b = two
+    a, b = LeaseStore(db_a), LeaseStore(db_b)
+    assert (await a.acquire("A", 10)).acquired
+    holds = True
+    db_a.fence_with("engine", "A", lambda: holds)
+    await BotState(db_a).set("k", "v1")
+    holds = False  # past its own deadline: the row still names A, but A may not act
+    with pytest.raises(LeaseLost, match="no longer holds it by its own deadline"):
+        await BotState(db_a).set("k", "v2")
+    lease = await b.current()
+    assert await BotState(db_b).get("k") == "v1" and lease is not None and lease.holder == "A"
+    # The lease's own writes carry their holder condition instead: a release after a loss
+    # still gives the row back.
+    assert await a.release("A")
+    assert (await b.acquire("B", 10)).acquired
+    holds = True  # believing it still holds is not enough: the row decides next
+    with pytest.raises(LeaseLost, match="now: B"):
+        await BotState(db_a).set("k", "v3")
+    assert await BotState(db_b).get("k") == "v1"
+
+
+async def test_open_without_migrating_leaves_the_schema_for_migrate(
+    db_path: Path, tmp_path: Path,
+) -> None:
+    import shutil
+
+    from storage.database import MIGRATIONS_DIR, MigrationError, load_migrations
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for number, path in load_migrations():
+        if number < LEASE_SCHEMA_VERSION:
+            shutil.copy(path, old / path.name)
+    await (await Database.open(db_path, migrations_dir=old)).close()  # a pre-lease file
+    db = await Database.open(db_path, migrate=False)
+    try:
+        assert await db.schema_version() == LEASE_SCHEMA_VERSION - 1
+        assert await db.pending_migrations() == len(load_migrations()) - LEASE_SCHEMA_VERSION + 1
+        assert not await LeaseStore(db).ready()
+        await db.migrate()
+        assert await db.schema_version() == len(load_migrations())
+        assert await db.pending_migrations() == 0 and await LeaseStore(db).ready()
+    finally:
+        await db.close()
+    again = await Database.open(db_path)  # the default still migrates (ops, tests)
+    await again.close()
+
+    newer = tmp_path / "newer"
+    shutil.copytree(MIGRATIONS_DIR, newer)
+    (newer / f"{len(load_migrations()) + 1:04d}_extra.sql").write_text(
+        "CREATE TABLE extra (x INTEGER);\n", encoding="utf-8")
+    db = await Database.open(db_path, migrate=False, migrations_dir=newer)
+    try:
+        assert (await LeaseStore(db).acquire("A", 10)).acquired
+        db.fence_with("engine", "A", lambda: False)  # the lease was lost meanwhile
+        with pytest.raises(LeaseLost):
+            await db.migrate()  # the migration is a fenced write like any other
+        assert await db.schema_version() == len(load_migrations())
+    finally:
+        await db.close()
+    db = await Database.open(db_path, migrations_dir=newer)
+    await db.close()
+    current = await Database.open(db_path, migrate=False)  # this code, a newer file
+    try:
+        with pytest.raises(MigrationError, match="newer than this code knows"):
+            await current.pending_migrations()
+    finally:
+        await current.close()
 
 
 async def test_a_transaction_cancelled_while_begin_waits_leaves_no_transaction_open(
@@ -308,14 +417,15 @@ async def test_on_lost_before_expiry_when_renewals_keep_failing(
     expires_at = status.current.expires_at
     calls = 0
 
-    async def broken(holder: str, ttl: float) -> bool:
+    async def broken(holder: str, ttl: float) -> str | None:
         nonlocal calls
         calls += 1
         if failure == "hang":
             await asyncio.Event().wait()
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(store, "renew", broken)
+    await BotState(db_a).set("k", "before")
+    monkeypatch.setattr(store, "renew_or_holder", broken)
     await asyncio.wait_for(lost.event.wait(), 5.0)
     elapsed = lost.at[0] - t0
     assert leader.ttl - leader.margin - 0.05 <= elapsed < leader.ttl, elapsed
@@ -323,6 +433,12 @@ async def test_on_lost_before_expiry_when_renewals_keep_failing(
     assert calls >= 1
     assert lost.reasons == ["no renewal of the instance lease succeeded for 1.5s"]
     monkeypatch.undo()
+    assert not leader.holds()
+    lease = await store.current()
+    assert lease is not None and lease.holder == "A"  # the row still names A...
+    with pytest.raises(LeaseLost, match="by its own deadline"):  # ...but A writes nothing
+        await BotState(db_a).set("k", "after")
+    assert await BotState(db_a).get("k") == "before"
     # Still ours in the database (nobody took it): released, so a standby need not wait.
     assert await leader.release()
 
@@ -382,8 +498,11 @@ async def test_standby_takes_over_promptly_after_a_release(
 
 
 async def test_standby_takes_over_when_the_holder_dies(
-    two: tuple[Database, Database],
+    two: tuple[Database, Database], caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A holder the standby cannot check (another host, or an id it cannot read): taken
+    over once its row has stayed unchanged for ttl seconds of the standby's clock."""
+    caplog.set_level(logging.INFO, logger="engine.leadership")
     db_a, db_b = two
     ttl = 2.0
     # The holder took the lease and then died: nobody renews or releases it.
@@ -397,11 +516,75 @@ async def test_standby_takes_over_when_the_holder_dies(
     assert ttl <= waited <= ttl + 1.0
     assert status is not None and status.previous is not None
     assert status.previous.holder == "A" and not status.previous.released
+    assert any("took over from A, which stopped renewing it (no renewal seen for "
+               in r.getMessage() for r in caplog.records)
     with pytest.raises(LeaseLost):  # had A been paused rather than dead: fenced
         db_a.fence_with("engine", "A")
         await BotState(db_a).set("k", "a")
     assert not lost.reasons
     assert await standby.release()
+
+
+@pytest.mark.parametrize("alive", [False, True])
+async def test_a_holder_on_this_host_is_taken_over_at_once_only_if_its_process_is_gone(
+    two: tuple[Database, Database], caplog: pytest.LogCaptureFixture, alive: bool,
+) -> None:
+    """A crash and restart on one host need not wait: the holder's pid no longer exists,
+    so nobody can renew its row. A live pid (a paused process, say) is waited for."""
+    import socket
+
+    caplog.set_level(logging.INFO, logger="engine.leadership")
+    db_a, db_b = two
+    ttl = 3.0
+    if alive:
+        pid = os.getpid()
+    else:
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        await child.wait()  # exited and reaped: its pid names no process now
+        pid = child.pid
+    dead = f"{socket.gethostname()}:{pid}:abcdef"
+    assert (await LeaseStore(db_a).acquire(dead, ttl)).acquired  # then it died (or not)
+    standby = Leadership(LeaseStore(db_b), "B", ttl, on_lost=Losses())
+    t0 = time.monotonic()
+    status = await asyncio.wait_for(standby.wait_for_lease(), 3 * ttl)
+    took = time.monotonic() - t0
+    print(f"holder's process {'alive' if alive else 'gone'}: taken over after {took:.2f}s "
+          f"(ttl {ttl}s)")
+    assert status is not None and status.previous is not None
+    assert status.previous.holder == dead
+    lines = [r.getMessage() for r in caplog.records if "took over from" in r.getMessage()]
+    if alive:
+        assert ttl <= took <= ttl + 1.0
+        assert "no renewal seen for" in lines[0]
+    else:
+        assert took < 0.3  # the first read
+        assert f"which stopped renewing it (its process {pid} on this host is gone)" in lines[0]
+    assert await standby.release()
+
+
+async def test_an_on_lost_that_raises_is_logged_and_the_loss_stands(
+    two: tuple[Database, Database], caplog: pytest.LogCaptureFixture,
+) -> None:
+    db_a, db_b = two
+    calls: list[str] = []
+
+    def failing(reason: str) -> None:
+        calls.append(reason)
+        raise RuntimeError("the stopper broke")
+
+    leader = Leadership(LeaseStore(db_a), "A", 1.5, on_lost=failing)
+    assert await leader.wait_for_lease() is not None
+    async with db_b.transaction() as conn:
+        await conn.execute("UPDATE instance_lease SET holder = 'B'")
+    for _ in range(300):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    assert calls == ["instance B took the instance lease over"]
+    assert leader.lost == calls[0] and not leader.holds()
+    [record] = [r for r in caplog.records if "stopping after the loss" in r.getMessage()]
+    assert record.exc_info is not None and "the stopper broke" in str(record.exc_info[1])
+    assert not await leader.release()
 
 
 def test_leadership_refuses_a_margin_that_leaves_no_renewal() -> None:

@@ -263,7 +263,10 @@ async def test_adopting_by_hand_a_checking_job_goes_on_and_charges(h: Harness) -
     with pytest.raises(ValueError, match="already belongs to job"):
         await h.jobs.adopt_by_hand(job.id, other_done.task_id, watch_period=3600)
     task = h.fake.add_foreign_task()
-    await h.jobs.adopt_by_hand(job.id, task, watch_period=3600)
+    listed = _ops(h, "reconcile")
+    assert "1 job(s) checking with WaveSpeed now" in listed.stdout
+    assert f"job {job.id}  checking" in listed.stdout
+    await h.jobs.adopt_by_hand(job.id, f" {task}\n", watch_period=3600)  # as pasted
     done = await assert_delivered_once(h, job)
     assert (done.task_id, done.lost_outcome) == (task, "adopted_by_hand")
 

@@ -1,6 +1,6 @@
-"""Hostile review of the lost-submit search (engine/lost_submits.py, JobEngine._find_lost,
-JobStore.adopt / adopt_by_hand). Each test states an outcome the feature promises and that
-the current code does not deliver."""
+"""Attacks on the lost-submit search (engine/lost_submits.py, JobEngine._find_lost,
+JobStore.adopt / adopt_by_hand), from a hostile review. Each test failed on the search's
+first version; the docstrings say what went wrong then."""
 
 from __future__ import annotations
 
@@ -111,7 +111,9 @@ async def test_a_refunded_unchecked_job_still_claims_the_tasks_in_its_window(
 
 # 3 ------------------------------------------------------------------------------------------
 
-async def test_ops_adopting_the_task_of_a_post_in_flight_strands_that_job(h: Harness) -> None:
+async def test_ops_adopting_the_task_of_a_post_in_flight_does_not_strand_that_job(
+    h: Harness,
+) -> None:
     """`ops reconcile A --task T` takes any unowned task, including one whose POST is still
     on the wire (job B submitting: its reply is coming). When B's reply arrives,
     _record_task hits UNIQUE(task_id) and retries forever: B stays `submitting` with Bob's
@@ -260,7 +262,7 @@ async def test_a_by_hand_adoption_racing_the_final_refund_keeps_the_slot(
 
 # 7 ------------------------------------------------------------------------------------------
 
-async def test_wall_clock_stepping_back_mid_post_strands_the_job(h: Harness) -> None:
+async def test_wall_clock_stepping_back_mid_post_does_not_strand_the_job(h: Harness) -> None:
     """The POST's end is stored from the wall clock; if the clock steps back (NTP, a VM
     resumed) by more than the POST plus both margins, window() is inverted (low > high),
     _history_query raises ValueError, which _find_lost does not handle: _guarded resumes
@@ -283,7 +285,7 @@ async def test_wall_clock_stepping_back_mid_post_strands_the_job(h: Harness) -> 
 
 # 8 ------------------------------------------------------------------------------------------
 
-async def test_a_slow_status_update_before_the_post_shrinks_the_window(
+async def test_a_slow_status_update_before_the_post_does_not_hide_the_task(
     h: Harness, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """submitted_at is written when the job leaves the queue, before _submit awaits the
