@@ -28,8 +28,9 @@ from config.log_redaction import install as install_log_redaction
 from discord_layer.api_base import use_api_base, use_gateway_of
 from discord_layer.audit import AuditLog
 from discord_layer.balance_watch import BalanceWatch
-from discord_layer.buttons import DYNAMIC_ITEMS, on_reference_form
-from discord_layer.delivery import DiscordDelivery
+from discord_layer.buttons import DYNAMIC_ITEMS, ButtonActions
+from discord_layer.discord_delivery import DiscordDelivery
+from discord_layer.job_actions import JobActions
 from discord_layer.job_starter import JobStarter
 from discord_layer.services import Services
 from discord_layer.status import StatusBoard
@@ -46,6 +47,7 @@ from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
 from storage.lease import LeaseStore, instance_id
 from storage.offers import OfferStore
+from storage.usage import GuildUsage
 from wavespeed.client import WaveSpeedClient
 
 log = logging.getLogger("ref2video")
@@ -85,17 +87,16 @@ class Ref2VideoBot(commands.Bot):
         self._wavespeed = wavespeed
         self._limits = limits or engine_limits(settings)
         self._workdir = workdir or settings.database_path.parent / "work"
-        self.services: Services | None = None
+        self.services: Services = self._build_services()
         self._engine_started = asyncio.Event()
         self._starter: asyncio.Task[None] | None = None
         self._urgent = asyncio.Event()  # the lease is lost: stop without any grace
         self._closing_all: asyncio.Task[None] | None = None
 
-    async def setup_hook(self) -> None:
+    def _build_services(self) -> Services:
+        """Storage, engine and the Discord layer's parts, wired together. Nothing here does
+        I/O: setup_hook and the engine's start do that."""
         s = self.settings
-        if s.discord_api_base_url:
-            url = await use_gateway_of(self.http)
-            log.info("using the Discord API at %s (gateway %s)", s.discord_api_base_url, url)
         jobs = JobStore(self.db, starting_credits=s.starting_credits)
         credits = CreditStore(self.db, starting_credits=s.starting_credits)
         guild_settings = GuildSettingsStore(self.db)
@@ -112,29 +113,42 @@ class Ref2VideoBot(commands.Bot):
         gatekeeper = Gatekeeper(self.db, guild_settings, s.prices,
                                 starting_credits=s.starting_credits,
                                 bot_max_active=s.user_max_active_jobs)
-        offers = OfferStore(self.db)
-        self.services = Services(
-            settings=s, prices=s.prices, credits=credits, jobs=jobs, engine=engine, board=board,
-            input_limits=input_limits, guild_settings=guild_settings, db=self.db,
-            gatekeeper=gatekeeper, audit=audit,
-            balance=BalanceWatch(self._wavespeed.balance, audit, guild_settings,
+        starter = JobStarter(prices=s.prices, engine=engine, jobs=jobs, credits=credits,
+                             gatekeeper=gatekeeper, guild_settings=guild_settings,
+                             offers=OfferStore(self.db), audit=audit, board=board,
+                             input_limits=input_limits)
+        return Services(
+            settings=s, credits=credits, jobs=jobs, engine=engine, board=board,
+            input_limits=input_limits, guild_settings=guild_settings,
+            usage=GuildUsage(self.db), gatekeeper=gatekeeper, audit=audit,
+            # Read when a check runs, not now: a bot made only to be closed has no client.
+            balance=BalanceWatch(lambda: self._wavespeed.balance(), audit, guild_settings,
                                  threshold_usd=s.wavespeed_balance_warn_usd),
-            offers=offers,
-            starter=JobStarter(prices=s.prices, engine=engine, jobs=jobs, credits=credits,
-                               gatekeeper=gatekeeper, guild_settings=guild_settings,
-                               offers=offers, audit=audit, board=board,
+            starter=starter,
+            actions=JobActions(jobs=jobs, engine=engine, starter=starter, prices=s.prices,
                                input_limits=input_limits))
+
+    @property
+    def button_actions(self) -> ButtonActions:
+        """What the persistent buttons do (discord_layer.buttons.ButtonHost)."""
+        return self.services.actions
+
+    async def setup_hook(self) -> None:
+        s = self.settings
+        if s.discord_api_base_url:
+            url = await use_gateway_of(self.http)
+            log.info("using the Discord API at %s (gateway %s)", s.discord_api_base_url, url)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons on job messages, across restarts
-        self.add_listener(on_reference_form, "on_interaction")  # its form, likewise
+        self.add_listener(self.services.actions.on_reference_form,  # its form, likewise
+                          "on_interaction")
         await self._sync_commands()
         # Jobs resume once the gateway has filled the channel cache they post into.
         self._starter = asyncio.create_task(self._start_engine(), name="engine-start")
 
     async def _start_engine(self) -> None:
         await self.wait_until_ready()
-        assert self.services is not None
         for job in await self.services.jobs.active():
             self.services.board.update(job)
         self.services.board.start()
@@ -191,10 +205,9 @@ class Ref2VideoBot(commands.Bot):
                 await asyncio.wait({self._starter})
                 if not self._starter.cancelled() and self._starter.exception() is not None:
                     await _closed("engine start", self._starter, failures)  # logs it
-            if self.services is not None:
-                await _closed("engine", self._close_engine(self.services.engine), failures)
-                await _closed("status board", self.services.board.close(), failures)
-                await _closed("balance watch", self.services.balance.close(), failures)
+            await _closed("engine", self._close_engine(self.services.engine), failures)
+            await _closed("status board", self.services.board.close(), failures)
+            await _closed("balance watch", self.services.balance.close(), failures)
         finally:
             await super().close()
         if failures:

@@ -14,14 +14,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.credits import require_moderator
+from discord_layer.checks import require_moderator
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.settings_view import pause_state
 from discord_layer.text import credits_text
-from engine.policy import day_window, format_usd
+from engine.periods import day_window
+from money.usd import format_usd
 from storage.guild_settings import MAX_PAUSE_MESSAGE_CHARS
-from storage.usage import guild_jobs_since, guild_spend_since
 
 
 def month_start(now: float) -> int:
@@ -82,11 +82,11 @@ class AdminCog(commands.GroupCog, group_name="admin",
         now = time.time()
         day, month = day_window(now)[0], month_start(now)
         gs = await s.guild_settings.get(gid)
-        jobs_today = await guild_jobs_since(s.db, gid, day)
-        spend_today = await guild_spend_since(s.db, gid, day)
-        jobs_month = await guild_jobs_since(s.db, gid, month)
-        spend_month = await guild_spend_since(s.db, gid, month)
-        prices = s.prices
+        jobs_today = await s.usage.jobs_since(gid, day)
+        spend_today = await s.usage.spend_since(gid, day)
+        jobs_month = await s.usage.jobs_since(gid, month)
+        spend_month = await s.usage.spend_since(gid, month)
+        prices = s.settings.prices
         cap = ""
         if gs.daily_spend_cap_cents is not None:
             cap = f" of the daily cap of {format_usd(gs.daily_spend_cap_cents)}"

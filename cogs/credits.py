@@ -1,6 +1,7 @@
 """/credits: balances, history and prices for everyone; grants for moderators.
 
-Grant, revoke and set need Manage Server, checked here on every call. Discord cannot hide
+Grant, revoke and set need Manage Server, checked in code on every call
+(`discord_layer.checks`). Discord cannot hide
 them with `default_member_permissions`: it applies to top-level commands only, and hiding
 `/credits` would hide `/credits balance` from everyone too. So the check in code is the gate.
 """
@@ -11,26 +12,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from discord_layer.checks import moderator_only, require_moderator
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
-from discord_layer.text import SIZE_LABELS, credits_text, shorten, timestamp
+from discord_layer.text import MAX_AMOUNT, SIZE_LABELS, credits_text, shorten, timestamp
 from storage.credits import LedgerEntry
 from wavespeed.models import DURATIONS
 
 PAGE_SIZE = 10
-MAX_AMOUNT = 10_000_000
 KIND_LABELS = {"grant": "granted", "revoke": "revoked", "adjust": "set by a moderator",
                "reserve": "reserved", "capture": "charged", "release": "refunded"}
-
-
-def is_moderator(interaction: discord.Interaction) -> bool:
-    return interaction.permissions.manage_guild
-
-
-def require_moderator(interaction: discord.Interaction) -> bool:
-    if not is_moderator(interaction):
-        raise app_commands.MissingPermissions(["manage_guild"])
-    return True
 
 
 def _entry_line(entry: LedgerEntry) -> str:
@@ -71,7 +62,7 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
             roles = frozenset(r.id for r in getattr(interaction.user, "roles", ()))
             await self.services.gatekeeper.grant_due_allowance(interaction.guild_id, who, roles)
         bal = await self.services.credits.balance(interaction.guild_id, who)
-        prices = self.services.prices
+        prices = self.services.settings.prices
         held = f", plus {bal.held:,} held for unfinished jobs" if bal.held else ""
         await reply_private(interaction, f"<@{who}> has **{bal.available:,} credits** "
                             f"(${prices.usd(bal.available):,.2f}){held}.")
@@ -100,7 +91,7 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
 
     @app_commands.command(name="prices", description="What each clip costs")
     async def prices(self, interaction: discord.Interaction) -> None:
-        prices = self.services.prices
+        prices = self.services.settings.prices
         lines = []
         for size, label in SIZE_LABELS.items():
             amounts = [(d, prices.credits_for(size, d)) for d in DURATIONS]
@@ -111,12 +102,12 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
         await reply_private(interaction, "\n".join(lines))
 
     @app_commands.command(name="grant", description="Give a member credits (Manage Server)")
+    @moderator_only()
     @app_commands.describe(user="Who gets them", amount="How many credits",
                            reason="Why (kept in the ledger)")
     async def grant(self, interaction: discord.Interaction, user: discord.Member,
                     amount: app_commands.Range[int, 1, MAX_AMOUNT],
                     reason: app_commands.Range[str, 1, 200] | None = None) -> None:
-        require_moderator(interaction)
         assert interaction.guild_id is not None
         entry = await self.services.credits.grant(interaction.guild_id, user.id, amount,
                                                   actor_id=interaction.user.id, reason=reason)
@@ -127,12 +118,12 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                             f"their balance is now {entry.balance_after:,}.")
 
     @app_commands.command(name="revoke", description="Take credits back (Manage Server)")
+    @moderator_only()
     @app_commands.describe(user="From whom", amount="How many credits",
                            reason="Why (kept in the ledger)")
     async def revoke(self, interaction: discord.Interaction, user: discord.Member,
                      amount: app_commands.Range[int, 1, MAX_AMOUNT],
                      reason: app_commands.Range[str, 1, 200] | None = None) -> None:
-        require_moderator(interaction)
         assert interaction.guild_id is not None
         bal = await self.services.credits.balance(interaction.guild_id, user.id)
         if amount > bal.available:
@@ -150,12 +141,12 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                             f"their balance is now {entry.balance_after:,}.")
 
     @app_commands.command(name="set", description="Set a member's balance (Manage Server)")
+    @moderator_only()
     @app_commands.describe(user="Whose balance", amount="The new balance in credits",
                            reason="Why (kept in the ledger)")
     async def set_balance(self, interaction: discord.Interaction, user: discord.Member,
                           amount: app_commands.Range[int, 0, MAX_AMOUNT],
                           reason: app_commands.Range[str, 1, 200] | None = None) -> None:
-        require_moderator(interaction)
         assert interaction.guild_id is not None
         entry = await self.services.credits.set_balance(
             interaction.guild_id, user.id, amount, actor_id=interaction.user.id, reason=reason)

@@ -6,8 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.credits import is_moderator
-from discord_layer.buttons import cancel_and_tell
+from discord_layer.checks import is_moderator
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.text import credits_text, job_link, shorten, timestamp
@@ -43,7 +42,7 @@ class JobsCog(commands.GroupCog, group_name="jobs",
                 job.refunded if job.state.is_terminal else "held")
             prompt = discord.utils.escape_markdown(shorten(" ".join(job.request.prompt.split()),
                                                            50))
-            cost = credits_text(job.price, s.prices.usd(job.price))
+            cost = credits_text(job.price, s.settings.prices.usd(job.price))
             lines.append(f"**#{job.id}** {state} · {cost} {charged} · "
                          f"{timestamp(job.created_at)} · [{prompt}]({job_link(job)})")
         embed = discord.Embed(title="Your recent jobs", description="\n".join(lines),
@@ -69,7 +68,7 @@ class JobsCog(commands.GroupCog, group_name="jobs",
                 interaction, f"Job #{job} is {found.state.value}, so it can no longer be "
                 "cancelled: only queued jobs can (once WaveSpeed has it, it is paid for).")
             return
-        await cancel_and_tell(interaction, found)
+        await s.actions.cancel_and_tell(interaction, found)
 
     @cancel.autocomplete("job")
     async def _queued_jobs(self, interaction: discord.Interaction,

@@ -7,17 +7,18 @@ private and ping no one; each setter changes only the options given.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Literal, TypeVar
+from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.credits import MAX_AMOUNT, require_moderator
+from discord_layer.checks import require_moderator
+from discord_layer.errors import UserFacingError
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.settings_view import (
+    ZWSP,
     allowance_text,
     cannot_post_note,
     channels_text,
@@ -27,28 +28,17 @@ from discord_layer.settings_view import (
     nsfw_text,
     settings_embed,
 )
-from engine.policy import PolicyError, credits_to_cents, format_usd, usd_to_cents
+from discord_layer.text import MAX_AMOUNT
+from money.usd import credits_to_cents, format_usd, usd_to_cents
 from storage.guild_settings import (
     KEEP,
     MAX_PATTERN_CHARS,
+    GuildSettingsError,
     Keep,
-    SettingsError,
     normalize_pattern,
 )
 
-T = TypeVar("T")
-LISTED_CHANNELS = 15
 BLOCKLIST_PAGE = 15
-ZWSP = "\u200b"
-
-
-async def attempt(interaction: discord.Interaction, change: Awaitable[T]) -> T | None:
-    """Await a settings change; a refusal from the store or the policy is the answer."""
-    try:
-        return await change
-    except (SettingsError, PolicyError) as err:
-        await reply_private(interaction, str(err))
-        return None
 
 
 @app_commands.guild_only()  # settings are per server
@@ -76,7 +66,8 @@ class SettingsCog(commands.GroupCog, group_name="settings",
         gid = self._guild(interaction)
         store = self.services.guild_settings
         gs, entries = await store.get(gid), await store.patterns(gid)
-        await reply_private(interaction, embed=settings_embed(gs, len(entries), self.services))
+        await reply_private(interaction, embed=settings_embed(gs, len(entries),
+                                                                  self.services.settings))
 
     # -- where -------------------------------------------------------------------------------
 
@@ -96,10 +87,8 @@ class SettingsCog(commands.GroupCog, group_name="settings",
         gid, chosen = self._guild(interaction), await self._which(interaction, channel)
         if chosen is None:
             return
-        added = await attempt(interaction, self.services.guild_settings.add_channel(
-            gid, chosen.id, actor=interaction.user.id))
-        if added is None:
-            return
+        added = await self.services.guild_settings.add_channel(gid, chosen.id,
+                                                               actor=interaction.user.id)
         ids = (await self.services.guild_settings.get(gid)).channel_ids
         head = f"{chosen.mention} is {'now' if added else 'already'} allowed."
         first = " Until now it worked everywhere." if added and len(ids) == 1 else ""
@@ -178,11 +167,10 @@ class SettingsCog(commands.GroupCog, group_name="settings",
                             pattern: app_commands.Range[str, 1, MAX_PATTERN_CHARS],
                             kind: Literal["word", "regex"] = "word") -> None:
         gid, store = self._guild(interaction), self.services.guild_settings
-        try:  # the store checks the entry (engine.policy's checks are the same) off the loop
+        try:  # the store checks the entry off the loop (compile_entry, the one validator)
             added = await store.add_pattern(gid, pattern, kind, actor=interaction.user.id)
-        except SettingsError as err:
-            await reply_private(interaction, f"Not added: {err}")
-            return
+        except GuildSettingsError as err:  # answered by discord_layer.errors, as every error
+            raise UserFacingError(f"Not added: {err}") from err
         count = len(await store.patterns(gid))
         what = "word entry" if kind == "word" else "regex entry"
         head = f"Added the {what}" if added else f"The blocklist already has the {what}"
@@ -251,18 +239,13 @@ class SettingsCog(commands.GroupCog, group_name="settings",
             await reply_private(interaction, f"{limits_text(gs, bot_limit)}\nGive an option to "
                                 "change one; 0 turns it off.")
             return
-        try:
-            cap = KEEP if daily_spend_cap_usd is None else usd_to_cents(daily_spend_cap_usd)
-        except PolicyError as err:
-            await reply_private(interaction, str(err))
-            return
-        gs_new = await attempt(interaction, store.set_limits(
+        # A refusal (PolicyError, GuildSettingsError) is answered by discord_layer.errors.
+        cap = KEEP if daily_spend_cap_usd is None else usd_to_cents(daily_spend_cap_usd)
+        gs_new = await store.set_limits(
             gid, actor=interaction.user.id, daily_jobs=keep(daily_jobs),
             cooldown_seconds=keep(cooldown_seconds), concurrent_jobs=keep(concurrent_jobs),
-            daily_spend_cap_cents=cap))
-        if gs_new is None:
-            return
-        p, notes = self.services.prices, ""
+            daily_spend_cap_cents=cap)
+        p, notes = self.services.settings.prices, ""
         cheapest = credits_to_cents(min(p.p720_5s, p.p720_10s, p.p1080_5s, p.p1080_10s),
                                     p.usd_per_credit)
         if isinstance(cap, int) and 0 < cap < cheapest:

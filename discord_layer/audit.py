@@ -9,7 +9,7 @@ import logging
 import discord
 
 from discord_layer.text import NO_PINGS, credits_text, describe_settings, shorten
-from engine.pricing import PriceTable
+from money.prices import PriceTable
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import Job, JobState
 

@@ -7,13 +7,13 @@ WaveSpeed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from discord_layer.audit import AuditLog
+from discord_layer.owned_task import OwnedTask
 from storage.guild_settings import GuildSettingsStore
 from wavespeed.errors import WaveSpeedError
 
@@ -39,18 +39,13 @@ class BalanceWatch:
         self.interval = interval
         self.last: BalanceReading | None = None
         self._warned = False
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask("balance-watch", self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="balance-watch")
+        self._task.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.close()
 
     async def check(self) -> BalanceReading:
         try:

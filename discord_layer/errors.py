@@ -17,9 +17,9 @@ from discord import app_commands
 from discord_layer.replies import reply_private
 from engine.admission import Refused
 from engine.input_rules import InputError
-from engine.policy import PolicyError
+from money.usd import PolicyError
 from storage.credits import CreditError
-from storage.guild_settings import SettingsError
+from storage.guild_settings import GuildSettingsError
 from storage.jobs import JobLimitError
 from storage.offers import OfferClosed
 
@@ -54,7 +54,7 @@ def user_message(error: BaseException) -> str | None:
         return f"`{error.value}` is not a valid value here."
     if isinstance(error, OfferClosed):
         return OFFER_CLOSED.get(error.why, OFFER_CLOSED["missing"])
-    if isinstance(error, InputError | CreditError | SettingsError | PolicyError
+    if isinstance(error, InputError | CreditError | GuildSettingsError | PolicyError
                   | UserFacingError):
         return str(error)
     if isinstance(error, JobLimitError):

@@ -26,7 +26,7 @@ from discord_layer.text import NO_PINGS, credits_text, job_link, thread_name
 from engine.admission import Gatekeeper, Refused, Requester
 from engine.engine import JobEngine
 from engine.input_rules import InputError, InputLimits, check_text
-from engine.pricing import PriceTable
+from money.prices import PriceTable
 from storage.credits import CreditStore, InsufficientCreditsError
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import AlreadyStarted, Job, JobStore

@@ -6,9 +6,10 @@ from typing import TypeVar
 
 import discord
 
-from discord_layer.services import Services
+from config import Settings
 from discord_layer.text import shorten, timestamp
-from engine.policy import format_usd
+from engine.server_rules import duration_text
+from money.usd import format_usd
 from storage.guild_settings import KEEP, GuildSettings, Keep
 
 T = TypeVar("T")
@@ -35,12 +36,6 @@ def code_block(lines: list[str]) -> str:
     return f"```\n{body}\n```"
 
 
-def duration(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds} s"
-    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
-
-
 def channels_text(ids: frozenset[int]) -> str:
     if not ids:
         return "Every channel (no list)"
@@ -57,7 +52,7 @@ def role_text(role_id: int | None) -> str:
 
 def limits_text(gs: GuildSettings, bot_limit: int) -> str:
     jobs = f"{gs.daily_jobs:,}" if gs.daily_jobs is not None else "no limit"
-    cooldown = duration(gs.cooldown_seconds) if gs.cooldown_seconds else "none"
+    cooldown = duration_text(gs.cooldown_seconds) if gs.cooldown_seconds else "none"
     concurrent = (f"{min(gs.concurrent_jobs, bot_limit)}" if gs.concurrent_jobs is not None
                   else f"the bot-wide limit ({bot_limit})")
     cap = gs.daily_spend_cap_cents
@@ -89,8 +84,7 @@ def allowance_text(gs: GuildSettings) -> str:
     return text
 
 
-def settings_embed(gs: GuildSettings, blocklist_size: int, services: Services) -> discord.Embed:
-    config = services.settings
+def settings_embed(gs: GuildSettings, blocklist_size: int, config: Settings) -> discord.Embed:
     embed = discord.Embed(title="Settings of this server", colour=discord.Colour.blurple())
     add = embed.add_field
     add(name="Generation", value=pause_state(gs), inline=False)

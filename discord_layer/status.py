@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import discord
 
 from discord_layer.buttons import queued_view
+from discord_layer.owned_task import OwnedTask
 from discord_layer.text import NO_PINGS, credits_text, describe_settings, quote, timestamp
-from engine.pricing import PriceTable
+from money.prices import PriceTable
 from storage.jobs import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,13 @@ class StatusBoard:
         self._monotonic = monotonic
         self._tracked: dict[int, _Tracked] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask("status-board", self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="status-board")
+        self._task.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.close()
 
     def update(self, job: Job) -> None:
         """Show this version of the job (called on every transition, and at start-up)."""

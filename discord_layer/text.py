@@ -12,6 +12,7 @@ from storage.jobs import Job
 from wavespeed.models import GenerationRequest
 
 NO_PINGS = discord.AllowedMentions.none()
+MAX_AMOUNT = 10_000_000  # the most credits a command option takes (grant, set, allowance...)
 
 SIZE_LABELS: dict[str, str] = {
     "1280*720": "720p landscape 1280x720",

@@ -6,9 +6,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from discord_layer.errors import report_error, user_message
-
-__all__ = ["ErrorReportingTree", "user_message"]
+from discord_layer.errors import report_error
 
 
 class ErrorReportingTree(app_commands.CommandTree[discord.Client]):

@@ -1,11 +1,12 @@
 """Whether a server lets this member start this job now, decided before anything is charged.
 
 Reads the server's settings and the member's usage, grants any allowance that is due
-(lazily, once per period), and runs the policy checks in order: pause, channel, roles,
-prompt blocklist, then the limits. `admitting()` holds a per-server lock from the checks
-until the job is created, so two commands at once cannot both slip under a daily limit,
-a cooldown or the spend cap (the bot is one process; the per-user unfinished-job cap is
-also enforced inside the job's own transaction).
+(lazily, once per period), and runs the checks in order: pause, channel, roles
+(`engine.server_rules`), the prompt blocklist (`engine.blocklist`), then the limits.
+`admitting()` holds a per-server lock from the checks until the job is created, so two
+commands at once cannot both slip under a daily limit, a cooldown or the spend cap (the
+bot is one process; the per-user unfinished-job cap is also enforced inside the job's own
+transaction).
 """
 
 from __future__ import annotations
@@ -18,20 +19,19 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from engine.policy import (
+from engine.blocklist import check_blocklist
+from engine.periods import day_window, period_start
+from engine.server_rules import (
     Refusal,
     allowance_for,
-    check_blocklist,
     check_channel,
     check_limits,
     check_pause,
     check_roles,
-    credits_to_cents,
-    day_window,
     effective_max_active,
-    period_start,
 )
-from engine.pricing import PriceTable
+from money.prices import PriceTable
+from money.usd import credits_to_cents
 from storage.database import Database
 from storage.guild_settings import GuildSettings, GuildSettingsStore
 from storage.usage import grant_allowance_once, limit_usage

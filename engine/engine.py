@@ -38,8 +38,8 @@ from engine import lost_submits
 from engine.delivery import Clip, Delivery, DeliveryError, DeliveryWithheld
 from engine.failures import describe
 from engine.fair_queue import FairQueue
-from engine.pricing import PriceTable
 from engine.rate_limit import SlidingWindowLimiter
+from money.prices import PriceTable
 from storage.database import LeaseLost
 from storage.jobs import Job, JobState, JobStore
 from wavespeed.client import WaveSpeedClient
@@ -57,8 +57,6 @@ from wavespeed.models import GenerationRequest, TaskStatus
 
 log = logging.getLogger(__name__)
 
-Q, S, R, D = JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING
-C = JobState.CHECKING
 PRE_POST_ANNOUNCE_BOUND = 1.0  # seconds; part of EngineLimits.submit_max_seconds
 
 
@@ -160,7 +158,7 @@ class JobEngine:
         """Cancel a queued job and refund it; None if it is no longer queued. `notify=False`
         when the caller tells the owner itself (e.g. the command that made it failed)."""
         job = await self.store.transition(
-            job_id, [Q], JobState.CANCELLED, detail=reason, settle_as="released",
+            job_id, [JobState.QUEUED], JobState.CANCELLED, detail=reason, settle_as="released",
             failure_code="cancelled", failure_detail=reason, notified=not notify)
         if job is None:
             return None
@@ -231,22 +229,22 @@ class JobEngine:
         self._dispatcher = self._watcher = None
 
     async def _resume(self, job: Job) -> None:
-        if job.state is Q:
+        if job.state is JobState.QUEUED:
             self._queue.push(job.user_key, job.id)
             if job.not_before:
                 delay = job.not_before - self._clock()
                 self._paused_until = max(self._paused_until, self._monotonic() + delay)
-        elif job.state is S:
+        elif job.state is JobState.SUBMITTING:
             log.warning("job %d was being submitted when the bot stopped; its outcome is "
                         "unknown: looking for its task in WaveSpeed's history", job.id)
             await self._lose(job, "the bot stopped mid-POST", None)
-        elif job.state is C:
+        elif job.state is JobState.CHECKING:
             self._in_flight.add(job.id)
             self._spawn_job(job.id, self._find_lost(job))
-        elif job.state is R:
+        elif job.state is JobState.RUNNING:
             self._in_flight.add(job.id)
             self._spawn_job(job.id, self._follow(job, resumed=True))
-        elif job.state is D:
+        elif job.state is JobState.DELIVERING:
             self._spawn_job(job.id, self._deliver(job, resumed=True))
         self._wake.set()
 
@@ -282,8 +280,9 @@ class JobEngine:
             assert item is not None
             user, job_id = item
             try:
-                job = await self.store.transition(job_id, [Q], S, submitted_at=self._clock(),
-                                                  not_before=None)
+                job = await self.store.transition(
+                    job_id, [JobState.QUEUED], JobState.SUBMITTING,
+                    submitted_at=self._clock(), not_before=None)
             except BaseException:
                 # Most likely still queued in the database: keep it queued here too, at the
                 # front, or it would sit held until a restart. (If it did move after all, the
@@ -347,8 +346,9 @@ class JobEngine:
         delay = self.limits.retry_delay
         while True:
             try:
-                return await self.store.transition(job.id, [S], R, task_id=task_id,
-                                                   detail=f"task {task_id}")
+                return await self.store.transition(
+                    job.id, [JobState.SUBMITTING], JobState.RUNNING, task_id=task_id,
+                    detail=f"task {task_id}")
             except LeaseLost:
                 raise  # another process acts now: it finds this task in the history
             except sqlite3.IntegrityError as exc:
@@ -358,7 +358,7 @@ class JobEngine:
                 # the history past a clock skew, or by hand). Retrying cannot succeed.
                 log.error("job %d: WaveSpeed named task %s as its own, but another job "
                           "holds it; refunding and flagging both", job.id, task_id)
-                await self._fail(job, [S], "task_conflict", reconcile=True,
+                await self._fail(job, [JobState.SUBMITTING], "task_conflict", reconcile=True,
                                  lost_candidates=[task_id])
                 await self.store.flag_owner(task_id, f"job {job.id}'s submit reply named it")
                 return None
@@ -378,8 +378,8 @@ class JobEngine:
             retry_after = getattr(exc, "retry_after", None)
             delay = retry_after or self.limits.requeue_delay * 2 ** (attempts - 1)
             requeued = await self.store.transition(
-                job.id, [S], Q, submit_attempts=attempts, not_before=self._clock() + delay,
-                detail=f"{kind}; again in {delay:.1f}s")
+                job.id, [JobState.SUBMITTING], JobState.QUEUED, submit_attempts=attempts,
+                not_before=self._clock() + delay, detail=f"{kind}; again in {delay:.1f}s")
             self._in_flight.discard(job.id)
             if requeued is not None:
                 self._queue.push(job.user_key, job.id, front=True)
@@ -390,14 +390,14 @@ class JobEngine:
             self._wake.set()
             return
         if isinstance(exc, BadRequestError):
-            await self._fail(job, [S], "rejected_input", detail=exc.message)
+            await self._fail(job, [JobState.SUBMITTING], "rejected_input", detail=exc.message)
         elif isinstance(exc, AuthenticationError):
             log.error("WaveSpeed rejected the API key: check WAVESPEED_API_KEY")
-            await self._fail(job, [S], "service_auth")
+            await self._fail(job, [JobState.SUBMITTING], "service_auth")
         elif isinstance(exc, RateLimitedError | ServerError) or exc.retryable:
-            await self._fail(job, [S], "service_unavailable", detail=kind)
+            await self._fail(job, [JobState.SUBMITTING], "service_unavailable", detail=kind)
         else:
-            await self._fail(job, [S], "submit_refused", detail=exc.message)
+            await self._fail(job, [JobState.SUBMITTING], "submit_refused", detail=exc.message)
 
     # ---- lost submits ---------------------------------------------------------------------
 
@@ -410,7 +410,7 @@ class JobEngine:
         if took is not None:
             ended = (job.submitted_at if job.submitted_at is not None else self._clock()) + took
         checking = await self.store.transition(
-            job.id, [S], C, submit_ended_at=ended,
+            job.id, [JobState.SUBMITTING], JobState.CHECKING, submit_ended_at=ended,
             detail=f"submit outcome unknown ({why}); searching WaveSpeed's history")
         if checking is None:
             return
@@ -440,8 +440,8 @@ class JobEngine:
                 # adopt its task by hand (ops reconcile --task) from another process.
                 await asyncio.sleep(max(0.0, min(at - self._clock(), limits.watch_scan)))
                 current = await self.store.get(job.id)
-                if current is None or current.state is not C:
-                    if current is not None and current.state is R:
+                if current is None or current.state is not JobState.CHECKING:
+                    if current is not None and current.state is JobState.RUNNING:
                         log.info("job %d: task %s adopted by hand", job.id, current.task_id)
                         self._in_flight.add(job.id)  # a refund racing it let the slot go
                         await self._announce(current)
@@ -460,7 +460,7 @@ class JobEngine:
                     if not final:
                         break
                     if self._clock() >= give_up:
-                        await self._fail(current, [C], "submit_outcome_unknown",
+                        await self._fail(current, [JobState.CHECKING], "submit_outcome_unknown",
                                          reconcile=True, lost_outcome="unchecked")
                         continue  # read it again: adopted by hand meanwhile, it goes on
                     at, backoff = self._clock() + backoff, min(backoff * 2, 300.0)
@@ -485,8 +485,8 @@ class JobEngine:
                         "ambiguous": "its candidates could be other jobs' tasks",
                         "not_found": "no task found in WaveSpeed's history",
                         "unchecked": "WaveSpeed's history could not be read in full"}[outcome])
-                    await self._fail(current, [C], "submit_outcome_unknown", reconcile=True,
-                                     lost_outcome=outcome,
+                    await self._fail(current, [JobState.CHECKING], "submit_outcome_unknown",
+                                     reconcile=True, lost_outcome=outcome,
                                      lost_candidates=list(verdict.candidates))
                     continue  # read it again, as above
                 await self.store.update_fields(job.id,
@@ -519,7 +519,7 @@ class JobEngine:
             try:
                 prediction = await self._client.get_result(job.task_id)
             except NotFoundError:
-                await self._fail(job, [R], "task_missing")
+                await self._fail(job, [JobState.RUNNING], "task_missing")
                 return
             except WaveSpeedError as exc:
                 # Polling is safe to repeat. A failed poll says nothing about the task, so it
@@ -528,7 +528,7 @@ class JobEngine:
                 log.warning("job %d: polling task %s failed (%s); will poll again",
                             job.id, job.task_id, type(exc).__name__)
                 if self._clock() >= submitted + self.limits.watch_period:
-                    await self._fail(job, [R], "task_missing", reconcile=True)
+                    await self._fail(job, [JobState.RUNNING], "task_missing", reconcile=True)
                     return
                 wait = self.limits.poll_interval
                 continue
@@ -541,13 +541,13 @@ class JobEngine:
             self._wake.set()
             if prediction.succeeded:
                 delivering = await self.store.transition(
-                    job.id, [R], D, output_url=prediction.outputs[0],
-                    output_nsfw=prediction.output_is_nsfw)
+                    job.id, [JobState.RUNNING], JobState.DELIVERING,
+                    output_url=prediction.outputs[0], output_nsfw=prediction.output_is_nsfw)
                 if delivering is not None:
                     await self._announce(delivering)
                     await self._deliver(delivering, resumed=False)
             else:
-                await self._fail(job, [R], "generation_failed",
+                await self._fail(job, [JobState.RUNNING], "generation_failed",
                                  detail=prediction.error or str(prediction.status))
             return
 
@@ -557,7 +557,7 @@ class JobEngine:
         minutes = f"{self.limits.job_timeout / 60:g}"
         log.warning("job %d: task %s not finished after %s min; refunding, flagging it and "
                     "watching it until WaveSpeed drops it", job.id, job.task_id, minutes)
-        await self._fail(job, [R], "timeout", detail=minutes, reconcile=True,
+        await self._fail(job, [JobState.RUNNING], "timeout", detail=minutes, reconcile=True,
                          watch_until=submitted + self.limits.watch_period)
         self._watch_wake.set()
 
@@ -573,7 +573,7 @@ class JobEngine:
             if not exc.permanent:
                 raise
             log.warning("job %d: cannot look for its post (%s); refunding", job.id, exc)
-            await self._fail(job, [D], "delivery_failed", detail=str(exc))
+            await self._fail(job, [JobState.DELIVERING], "delivery_failed", detail=str(exc))
 
     async def _deliver_once(self, job: Job, *, resumed: bool) -> None:
         assert job.output_url is not None
@@ -584,14 +584,15 @@ class JobEngine:
             try:
                 clip = await self._fetch_clip(job.output_url, path, nsfw=bool(job.output_nsfw))
             except NotFoundError:
-                await self._fail(job, [D], "output_missing")
+                await self._fail(job, [JobState.DELIVERING], "output_missing")
                 return
             except UnsafeOutputURLError as exc:
                 log.warning("job %d: %s", job.id, exc)
-                await self._fail(job, [D], "output_refused")
+                await self._fail(job, [JobState.DELIVERING], "output_refused")
                 return
             except WaveSpeedError as exc:
-                await self._fail(job, [D], "download_failed", detail=type(exc).__name__)
+                await self._fail(job, [JobState.DELIVERING], "download_failed",
+                                 detail=type(exc).__name__)
                 return
             for attempt in range(self.limits.delivery_attempts):
                 if attempt and await self._already_delivered(job):
@@ -606,7 +607,8 @@ class JobEngine:
                         await self._finish_delivered(
                             job, {**withheld.receipt, "withheld": withheld.reason})
                     else:
-                        await self._fail(job, [D], "withheld", detail=withheld.reason)
+                        await self._fail(job, [JobState.DELIVERING], "withheld",
+                                         detail=withheld.reason)
                     return
                 except DeliveryError as exc:
                     last = attempt + 1 == self.limits.delivery_attempts
@@ -618,7 +620,8 @@ class JobEngine:
                         # 4xx, stored nothing.)
                         if not exc.permanent and await self._already_delivered(job):
                             return
-                        await self._fail(job, [D], "delivery_failed", detail=str(exc))
+                        await self._fail(job, [JobState.DELIVERING], "delivery_failed",
+                                         detail=str(exc))
                         return
                     await asyncio.sleep(self.limits.retry_delay * 2 ** attempt)
                     continue
@@ -655,9 +658,9 @@ class JobEngine:
         return True
 
     async def _finish_delivered(self, job: Job, receipt: dict[str, Any]) -> None:
-        done = await self.store.transition(job.id, [D], JobState.DELIVERED, delivery=receipt,
-                                           notified=True, settle_as="captured",
-                                           detail="delivered")
+        done = await self.store.transition(job.id, [JobState.DELIVERING], JobState.DELIVERED,
+                                           delivery=receipt, notified=True,
+                                           settle_as="captured", detail="delivered")
         if done is not None:
             log.info("job %d delivered; %d credits captured", job.id, job.price)
             await self._announce(done)

@@ -67,11 +67,11 @@ async def ensure_account(
         (guild_id, user_id, now),
     )
     if cur.rowcount == 1 and starting_credits > 0:
-        await _move(conn, guild_id, user_id, "grant", starting_credits, 0,
+        await move_in(conn, guild_id, user_id, "grant", starting_credits, 0,
                     reason="starting credits", now=now)
 
 
-async def _move(
+async def move_in(
     conn: aiosqlite.Connection,
     guild_id: int,
     user_id: int,
@@ -95,7 +95,7 @@ async def _move(
     row = await cur.fetchone()
     await cur.close()
     if row is None:
-        current = await _balance(conn, guild_id, user_id)
+        current = await balance_in(conn, guild_id, user_id)
         raise InsufficientCreditsError(balance=current.available, needed=-delta_balance)
     cur = await conn.execute(
         "INSERT INTO ledger (guild_id, user_id, kind, delta_balance, delta_held, balance_after,"
@@ -110,7 +110,7 @@ async def _move(
     return LedgerEntry.from_row(entry)
 
 
-async def _balance(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> Balance:
+async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> Balance:
     async with conn.execute(
         "SELECT balance, held FROM accounts WHERE guild_id = ? AND user_id = ?",
         (guild_id, user_id),
@@ -132,7 +132,7 @@ async def reserve(
     )
     reservation_id = cur.lastrowid
     assert reservation_id is not None
-    await _move(conn, guild_id, user_id, "reserve", -amount, amount, now=now,
+    await move_in(conn, guild_id, user_id, "reserve", -amount, amount, now=now,
                 reservation_id=reservation_id, job_id=job_id, reason="reserved for a job")
     return reservation_id
 
@@ -156,18 +156,18 @@ async def settle(
         return False
     amount = row["amount"]
     if outcome == "captured":
-        await _move(conn, row["guild_id"], row["user_id"], "capture", 0, -amount, now=now,
+        await move_in(conn, row["guild_id"], row["user_id"], "capture", 0, -amount, now=now,
                     reservation_id=reservation_id, job_id=row["job_id"],
                     reason=reason or "clip delivered")
     elif row["refund_forfeited"]:
         # A moderator set the balance to an exact amount while this was held: the hold
         # ends, but the credits do not come back on top of the amount they chose.
-        await _move(conn, row["guild_id"], row["user_id"], "release", 0, -amount, now=now,
+        await move_in(conn, row["guild_id"], row["user_id"], "release", 0, -amount, now=now,
                     reservation_id=reservation_id, job_id=row["job_id"],
                     reason=f"{reason or 'refund'}; not refunded: the balance was set by a "
                     "moderator after this job started")
     else:
-        await _move(conn, row["guild_id"], row["user_id"], "release", amount, -amount, now=now,
+        await move_in(conn, row["guild_id"], row["user_id"], "release", amount, -amount, now=now,
                     reservation_id=reservation_id, job_id=row["job_id"],
                     reason=reason or "refunded")
     return True
@@ -190,12 +190,12 @@ class CreditStore:
         async with self._db.transaction() as conn:
             await ensure_account(conn, guild_id, user_id,
                                  starting_credits=self._starting_credits, now=self._now())
-            return await _balance(conn, guild_id, user_id)
+            return await balance_in(conn, guild_id, user_id)
 
     async def available(self, guild_id: int, user_id: int) -> int:
         """The spendable balance of an existing account, read without a write transaction."""
         async with self._db.reading() as conn:
-            return (await _balance(conn, guild_id, user_id)).available
+            return (await balance_in(conn, guild_id, user_id)).available
 
     async def grant(
         self, guild_id: int, user_id: int, amount: int, *, actor_id: int | None,
@@ -206,7 +206,7 @@ class CreditStore:
         async with self._db.transaction() as conn:
             await ensure_account(conn, guild_id, user_id,
                                  starting_credits=self._starting_credits, now=self._now())
-            return await _move(conn, guild_id, user_id, "grant", amount, 0, now=self._now(),
+            return await move_in(conn, guild_id, user_id, "grant", amount, 0, now=self._now(),
                                actor_id=actor_id, reason=reason)
 
     async def revoke(
@@ -219,7 +219,7 @@ class CreditStore:
         async with self._db.transaction() as conn:
             await ensure_account(conn, guild_id, user_id,
                                  starting_credits=self._starting_credits, now=self._now())
-            return await _move(conn, guild_id, user_id, "revoke", -amount, 0, now=self._now(),
+            return await move_in(conn, guild_id, user_id, "revoke", -amount, 0, now=self._now(),
                                actor_id=actor_id, reason=reason)
 
     async def set_balance(
@@ -242,11 +242,11 @@ class CreditStore:
             await conn.execute(
                 "UPDATE reservations SET refund_forfeited = 1"
                 " WHERE guild_id = ? AND user_id = ? AND status = 'held'", (guild_id, user_id))
-            current = await _balance(conn, guild_id, user_id)
+            current = await balance_in(conn, guild_id, user_id)
             delta = amount - current.available
             if delta == 0:
                 return None
-            return await _move(conn, guild_id, user_id, "adjust", delta, 0, now=now,
+            return await move_in(conn, guild_id, user_id, "adjust", delta, 0, now=now,
                                actor_id=actor_id, reason=reason)
 
     async def history(

@@ -3,7 +3,8 @@
 `GuildSettingsStore.get` returns a frozen `GuildSettings`; a server that never changed
 anything gets the defaults (everything off or unlimited). Each setter is one write
 transaction that also records who changed the settings and when, and touches only the
-server it is given. The checks that use these settings are in `engine.policy`.
+server it is given. The checks that use these settings are in `engine.server_rules` and
+`engine.blocklist`.
 
 Setters take `KEEP` (the default) for "leave this as it is" and `None` for "clear it",
 so a slash command can pass only the options the moderator filled in.
@@ -52,7 +53,7 @@ class Keep(Enum):
 KEEP: Final = Keep.KEEP
 
 
-class SettingsError(ValueError):
+class GuildSettingsError(ValueError):
     """A setting that cannot be stored; the message is meant for the moderator."""
 
 
@@ -171,7 +172,7 @@ class GuildSettingsStore:
             )
             added = cur.rowcount == 1
             if added and count >= MAX_CHANNELS:
-                raise SettingsError(
+                raise GuildSettingsError(
                     f"This server already allows {MAX_CHANNELS} channels, the most it can "
                     "have; remove one first."
                 )
@@ -215,8 +216,8 @@ class GuildSettingsStore:
         """Add a blocklist entry; False if the server already has it.
 
         The entry is checked by `compile_entry`, the one validator of blocklist entries
-        (`engine.policy.compile_pattern` uses it too), and the server's regex entries must
-        stay within MAX_REGEX_PROGRAM together. Entries are stored as `normalize_pattern`
+        (`engine.blocklist` only compiles what it accepted), and the server's regex entries
+        must stay within MAX_REGEX_PROGRAM together. Entries are stored as `normalize_pattern`
         makes them."""
         # RE2 compiles off the event loop, and outside the transaction: the database has one
         # connection, so a transaction holds up every server's reads and writes.
@@ -241,7 +242,7 @@ class GuildSettingsStore:
             )
             added = cur.rowcount == 1
             if added and len(stored) >= MAX_PATTERNS:
-                raise SettingsError(
+                raise GuildSettingsError(
                     f"This server's blocklist already has {MAX_PATTERNS} entries, the most it "
                     "can have; remove one first."
                 )
@@ -296,7 +297,8 @@ class GuildSettingsStore:
         changes: dict[str, Any] = {}
         if not isinstance(policy, Keep):
             if policy not in NSFW_POLICIES:
-                raise SettingsError(f"The NSFW policy must be withhold or spoiler, not {policy!r}.")
+                raise GuildSettingsError(
+                    f"The NSFW policy must be withhold or spoiler, not {policy!r}.")
             changes["nsfw_policy"] = policy
         if not isinstance(charge, Keep):
             changes["nsfw_charge"] = None if charge is None else int(bool(charge))
@@ -314,7 +316,8 @@ class GuildSettingsStore:
             changes["allowance_amount"] = _optional_limit("allowance amount", amount) or 0
         if not isinstance(period, Keep):
             if period not in PERIODS:
-                raise SettingsError(f"The allowance period must be day or week, not {period!r}.")
+                raise GuildSettingsError(
+                    f"The allowance period must be day or week, not {period!r}.")
             changes["allowance_period"] = period
         if not isinstance(role, Keep):
             changes["allowance_role_id"] = _optional_id("role", role)
@@ -339,7 +342,7 @@ class GuildSettingsStore:
         """Pause (with an optional message users see) or resume; resuming clears the message."""
         text = (message or "").strip() if paused else ""
         if len(text) > MAX_PAUSE_MESSAGE_CHARS:
-            raise SettingsError(
+            raise GuildSettingsError(
                 f"The pause message is {len(text)} characters; the limit is "
                 f"{MAX_PAUSE_MESSAGE_CHARS}."
             )
@@ -396,7 +399,7 @@ def normalize_pattern(pattern: str, kind: str) -> str:
 
 def _check_id(what: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SettingsError(f"Not a valid {what} id: {value!r}.")
+        raise GuildSettingsError(f"Not a valid {what} id: {value!r}.")
 
 
 def _optional_id(what: str, value: int | None) -> int | None:
@@ -410,9 +413,9 @@ def _optional_limit(name: str, value: int | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SettingsError(f"{name} must be a whole number, not {value!r}.")
+        raise GuildSettingsError(f"{name} must be a whole number, not {value!r}.")
     if value < 0:
-        raise SettingsError(f"{name} cannot be negative (use 0 to turn it off).")
+        raise GuildSettingsError(f"{name} cannot be negative (use 0 to turn it off).")
     return value or None
 
 
@@ -445,7 +448,7 @@ class Re2Regex(Protocol):
 class CheckedEntry:
     """A blocklist entry that passed `compile_entry`. Only what its RE2 program told is
     kept, not the program: a word entry's boundaries alone take ~35 KB of RE2 memory, and
-    the policy compiles a server's entries together anyway."""
+    `engine.blocklist` compiles a server's entries together anyway."""
 
     pattern: str          # as stored (normalised)
     kind: PatternKind
@@ -490,7 +493,8 @@ def word_body(text: str) -> str:
 @functools.lru_cache(maxsize=4096)  # pure, and every /ref2video compiles the whole blocklist
 def compile_entry(pattern: str, kind: str) -> CheckedEntry:
     """Check and compile a blocklist entry: the one validator of entries, for the store
-    and the policy alike. Raises SettingsError saying what is wrong, for the moderator.
+    and `engine.blocklist` alike. Raises GuildSettingsError saying what is wrong, for the
+    moderator.
 
     A `word` entry matches case-insensitively as a whole word or phrase: not inside a
     longer word ("cat" blocks "a Cat here", not "concatenate"), with any whitespace
@@ -498,13 +502,13 @@ def compile_entry(pattern: str, kind: str) -> CheckedEntry:
     side" rather than `\\b`, so entries such as "c++" work too.) A `regex` entry is an RE2
     regular expression matched case-insensitively anywhere in the text."""
     if kind not in PATTERN_KINDS:
-        raise SettingsError(f"The kind must be word or regex, not {kind!r}.")
+        raise GuildSettingsError(f"The kind must be word or regex, not {kind!r}.")
     text = normalize_pattern(pattern, kind)
     if not text:
-        raise SettingsError(
+        raise GuildSettingsError(
             "The pattern is empty. Give a word, a phrase or a regular expression.")
     if len(text) > MAX_PATTERN_CHARS:
-        raise SettingsError(
+        raise GuildSettingsError(
             f"The pattern is {len(text)} characters; the limit is {MAX_PATTERN_CHARS}. "
             "Split it into shorter entries."
         )
@@ -515,10 +519,10 @@ def compile_entry(pattern: str, kind: str) -> CheckedEntry:
     try:
         regex = re2_compile(source)
     except re2.error as err:
-        raise SettingsError(_refusal(text, _error_text(err))) from None
+        raise GuildSettingsError(_refusal(text, _error_text(err))) from None
     if kind == "regex" and any(m.start() == m.end() for probe in _EMPTY_PROBES
                                for m in regex.finditer(probe)):
-        raise SettingsError(
+        raise GuildSettingsError(
             f"`{_code(text)}` can match empty text, so it would block prompts that "
             "contain none of what you mean. Make every part of it match at least one "
             "character (e.g. `+` instead of `*`, and no empty alternative)."
@@ -535,10 +539,10 @@ def _check_regex_budget(entry: CheckedEntry, stored: Iterable[tuple[str, str]]) 
         if kind == "regex" and pattern != entry.pattern:
             try:
                 total += compile_entry(pattern, kind).size
-            except SettingsError:
+            except GuildSettingsError:
                 continue  # stored by an older version: skipped when prompts are checked
     if total > MAX_REGEX_PROGRAM:
-        raise SettingsError(
+        raise GuildSettingsError(
             f"With `{_code(entry.pattern)}`, this server's regex entries would be too large "
             f"together ({total:,} RE2 instructions; the limit is {MAX_REGEX_PROGRAM:,}), and "
             "every prompt is checked against all of them. Simplify or remove some regex "

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.credits import _balance, _move, ensure_account
+from storage.credits import balance_in, ensure_account, move_in
 from storage.database import Database
 from storage.guild_settings import Period
 from storage.jobs import ACTIVE_STATES, JobState
@@ -35,7 +35,7 @@ ALLOWANCE_REASONS: dict[str, str] = {"day": "daily allowance", "week": "weekly a
 
 @dataclass(frozen=True)
 class LimitUsage:
-    """Everything `engine.policy.check_limits` needs to know, read at one moment."""
+    """Everything `engine.server_rules.check_limits` needs to know, read at one moment."""
 
     jobs_since: int               # the user's counted jobs created since `since`
     last_job_at: float | None     # when the user's last counted job was created
@@ -157,7 +157,7 @@ async def grant_allowance_once(
     period: Period, starting_credits: int, cap: int | None = None,
 ) -> int:
     """Grant the allowance of the period starting at `period_start` (see
-    `engine.policy.period_start`) unless this user already had it; returns the credits
+    `engine.periods.period_start`) unless this user already had it; returns the credits
     granted, 0 if they already had it.
 
     With `cap`, the grant never lifts the balance (spendable plus held) above it:
@@ -188,11 +188,11 @@ async def grant_allowance_once(
         if cap is not None:
             # Held credits are the member's too (refunded if the job fails): counting only
             # `available` would top a member with queued jobs up past the cap every period.
-            balance = await _balance(conn, guild_id, user_id)
+            balance = await balance_in(conn, guild_id, user_id)
             granted = max(0, min(amount, cap - balance.available - balance.held))
         if granted == 0:
             return 0
-        entry = await _move(conn, guild_id, user_id, "grant", granted, 0, now=now,
+        entry = await move_in(conn, guild_id, user_id, "grant", granted, 0, now=now,
                             actor_id=None, reason=ALLOWANCE_REASONS[period])
         await conn.execute(
             "UPDATE allowance_grants SET amount = ?, ledger_id = ?"
@@ -200,3 +200,16 @@ async def grant_allowance_once(
             (granted, entry.id, guild_id, user_id, period, int(period_start)),
         )
         return granted
+
+
+class GuildUsage:
+    """A server's counted jobs and spend since a moment (for /admin status)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def jobs_since(self, guild_id: int, since: float) -> int:
+        return await guild_jobs_since(self._db, guild_id, since)
+
+    async def spend_since(self, guild_id: int, since: float) -> int:
+        return await guild_spend_since(self._db, guild_id, since)

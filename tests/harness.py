@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from engine.engine import EngineLimits, JobEngine
-from engine.pricing import PriceTable
+from money.prices import PriceTable
 from storage.credits import CreditStore, audit
 from storage.database import Database
 from storage.jobs import Job, JobState, JobStore

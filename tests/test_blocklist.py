@@ -11,22 +11,23 @@ import unicodedata
 
 import pytest
 
-from engine.policy import (
+from engine.blocklist import (
     CompiledPattern,
-    PolicyError,
     check_blocklist,
     check_prompt,
     compile_pattern,
     compile_patterns,
+    normalize_prompt,
 )
+from money.usd import PolicyError
 from storage.database import Database
 from storage.guild_settings import (
     MAX_REGEX_PROGRAM,
     NOT_WORD_CHAR,
     WORD_SPACE,
     BlocklistEntry,
+    GuildSettingsError,
     GuildSettingsStore,
-    SettingsError,
     re2_compile,
 )
 from tests.conftest import ADMIN, GUILD
@@ -71,7 +72,7 @@ async def test_what_re2_cannot_run_is_refused_with_a_reason_by_both_checks(
     if "backreference" in reason or "lookahead" in reason:
         assert "Blocklist regexes use RE2 syntax" in message
     store = GuildSettingsStore(db)
-    with pytest.raises(SettingsError) as by_store:  # one validator: the same words
+    with pytest.raises(GuildSettingsError) as by_store:  # one validator: the same words
         await store.add_pattern(GUILD, pattern, "regex", actor=ADMIN)
     assert str(by_store.value) == message
     assert await store.patterns(GUILD) == []
@@ -185,7 +186,7 @@ async def test_the_store_refuses_a_regex_over_the_servers_size_limit(db: Databas
     store = GuildSettingsStore(db)
     assert await store.add_pattern(GUILD, r"(?:.{0,1000})x", "regex", actor=ADMIN)
     assert await store.add_pattern(GUILD, r"(?:.{0,1000})y", "regex", actor=ADMIN)
-    with pytest.raises(SettingsError, match="would be too large together") as refused:
+    with pytest.raises(GuildSettingsError, match="would be too large together") as refused:
         await store.add_pattern(GUILD, r"(?:.{0,1000})z", "regex", actor=ADMIN)
     assert f"the limit is {MAX_REGEX_PROGRAM:,}" in str(refused.value)
     assert not await store.add_pattern(GUILD, r"(?:.{0,1000})y", "regex", actor=ADMIN)  # has it
@@ -251,3 +252,120 @@ def test_a_long_adversarial_prompt_against_many_word_entries() -> None:
 def test_prompts_with_lone_surrogates_are_checked_without_error() -> None:
     assert detail([compile_pattern("cat", "word")], "a c\ud800at") == (
         "prompt matched word entry 'cat'")
+
+
+# -- entries refused, words and regexes matched ---------------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "kind", "message"), [
+    ("", "word", "empty"),
+    ("   ", "regex", "empty"),
+    ("x" * 201, "word", "201 characters; the limit is 200"),
+    ("(unclosed", "regex", "not a valid regular expression: missing ), unterminated subpattern"),
+    ("[a-", "regex", "not a valid regular expression"),
+    ("a*", "regex", "can match empty text"),
+    ("cat|", "regex", "can match empty text"),
+    ("^", "regex", "can match empty text"),
+    (r"\b", "regex", "can match empty text"),
+    ("(x)?", "regex", "can match empty text"),
+    ("cat", "glob", "must be word or regex"),
+])
+def test_invalid_patterns_are_refused_with_a_reason(pattern: str, kind: str,
+                                                    message: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        compile_pattern(pattern, kind)
+
+
+# These were refused by the old backtracking-cost estimate; RE2 matches them in linear
+# time, so they are accepted and must simply match what they say.
+@pytest.mark.parametrize(("pattern", "hit", "miss"), [
+    (r"(a+)+$", "a" * 1500, "a" * 1499 + "!"),
+    (r"(\w+\s?)*x", "ab " * 499 + "x", "ab " * 500),
+    (r"(a|aa)+b", "a" * 1499 + "b", "a" * 1500),
+    (r"a.*b.*c", "a" + "b" * 1498 + "c", "a" + "b" * 1499),
+    (r"a[^x]*b\w{0,32}c", "a" * 1400 + "b" + "z" * 32 + "c", "a" * 1400 + "b" + "z" * 99),
+    (r"n+[i1]+g+", "n" * 700 + "1" * 700 + "g", "n" * 750 + "1" * 750),
+])
+def test_regexes_that_stalled_backtracking_are_accepted_and_match(
+    pattern: str, hit: str, miss: str
+) -> None:
+    assert blocked(pattern, "regex", hit)
+    assert not blocked(pattern, "regex", miss)
+
+
+@pytest.mark.parametrize("pattern", [
+    r"secret\w+", r"a.{0,30}b.{0,30}c", r"bad\s*word\s{0,3}here", r"n++[i1]++g++",
+    r"(cat|dog)s?", r"\bb[a4]d\b", r"(ha){2,5}",
+])
+def test_ordinary_regexes_are_accepted(pattern: str) -> None:
+    compiled = compile_pattern(pattern, "regex")
+    assert compiled.kind == "regex" and compiled.size <= MAX_REGEX_PROGRAM
+
+
+def test_pattern_limits_and_normalisation() -> None:
+    assert compile_pattern("x" * 200, "word").pattern == "x" * 200
+    assert compile_pattern("  Bad \t Word ", "word").pattern == "bad word"
+    assert compile_pattern(" B[a4]d ", "regex").pattern == "B[a4]d"   # regex: only trimmed
+
+
+def blocked(pattern: str, kind: str, text: str) -> bool:
+    return check_prompt([compile_pattern(pattern, kind)], text) is not None
+
+
+def test_word_entries_match_whole_words_case_insensitively() -> None:
+    assert blocked("cat", "word", "a Cat here")
+    assert blocked("cat", "word", "CAT!")
+    assert blocked("cat", "word", "cat")
+    assert blocked("cat", "word", "the cat's toy")
+    assert not blocked("cat", "word", "concatenate")
+    assert not blocked("cat", "word", "cats")
+    assert not blocked("cat", "word", "bobcat")
+    assert blocked("bad word", "word", "a BAD\n  word here")
+    assert not blocked("bad word", "word", "a badword")
+    assert blocked("c++", "word", "written in C++ today")
+    assert not blocked("c++", "word", "abc++")
+    assert blocked("a.b", "word", "see a.b now")                    # escaped, not a regex
+    assert not blocked("a.b", "word", "see axb now")
+
+
+def test_prompts_are_normalised_before_matching() -> None:
+    assert blocked("cat", "word", "a ｃａｔ (full width)")
+    assert blocked("cat", "word", "c\u200bat with a zero-width space")
+    assert normalize_prompt("c\u200ba\u200dt") == "cat"
+
+
+def test_regex_entries_are_case_insensitive_anywhere() -> None:
+    assert blocked(r"b[a4]d", "regex", "a B4D idea")
+    assert blocked(r"b[a4]d", "regex", "badger")                    # regex: not whole-word
+    assert not blocked(r"\bb[a4]d\b", "regex", "badger")
+    assert not blocked(r"b[a4]d", "regex", "bed")
+
+
+def test_blocked_prompt_refusal_does_not_echo_the_match() -> None:
+    patterns = [compile_pattern("dog", "word"), compile_pattern(r"secret\w+", "regex")]
+    assert check_prompt(patterns, "a cat surfing", "blurry") is None
+    assert check_prompt(patterns, "a cat surfing", None) is None
+    assert check_prompt([], "anything at all", "dog") is None
+
+    refusal = check_prompt(patterns, "a Secretword cat", None)
+    assert refusal is not None and refusal.reason_code == "blocked_prompt"
+    assert refusal.message.startswith("Your prompt contains a word or phrase this server")
+    assert "Rephrase it" in refusal.message and "nothing was started or charged" in refusal.message
+    for leaked in ("secret", "Secretword", r"secret\w+"):
+        assert leaked.lower() not in refusal.message.lower()
+    assert refusal.detail == r"prompt matched regex entry 'secret\\w+'"
+
+    refusal = check_prompt(patterns, "a cat surfing", "no DOG please")
+    assert refusal is not None and refusal.message.startswith("Your negative prompt contains")
+    assert "dog" not in refusal.message.lower()
+    assert refusal.detail == "negative prompt matched word entry 'dog'"
+
+
+def test_compile_patterns_skips_entries_that_no_longer_compile(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entries = [BlocklistEntry("cat", "word", 1, 0.0), BlocklistEntry("(", "regex", 1, 0.0),
+               BlocklistEntry("x*", "regex", 1, 0.0)]
+    compiled = compile_patterns(entries)
+    assert [(c.pattern, c.kind) for c in compiled] == [("cat", "word")]
+    assert all(isinstance(c, CompiledPattern) for c in compiled)
+    assert "skipping blocklist entry" in caplog.text

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from engine import policy
+from engine import blocklist
 from tests.fakes.discord import Channel, Guild, InteractionRecord, Member, Perm
 from tests.test_bot_e2e import Scene, job_done, open_scene
 
@@ -117,7 +117,7 @@ async def test_a_hostile_blocklist_in_one_server_delays_no_one(
     def b_sends() -> None:
         in_b.extend(send(theirs, elsewhere))
 
-    normalize = policy.normalize_prompt
+    normalize = blocklist.normalize_prompt
 
     def b_sends_while_a_is_checked(text: str) -> str:
         """B's members send their commands the moment A's first prompt is being checked
@@ -130,7 +130,7 @@ async def test_a_hostile_blocklist_in_one_server_delays_no_one(
                 loop.call_soon_threadsafe(b_sends)
         return normalize(text)
 
-    monkeypatch.setattr(policy, "normalize_prompt", b_sends_while_a_is_checked)
+    monkeypatch.setattr(blocklist, "normalize_prompt", b_sends_while_a_is_checked)
     in_a = send(ours, s.channel)
     await s.emu.wait_for(lambda: len(in_b) == len(theirs), within=30.0)
     everyone = in_a + in_b
@@ -167,13 +167,13 @@ async def test_the_prompt_check_runs_off_the_event_loop(
 ) -> None:
     s = scene
     seen_in: list[int] = []
-    normalize = policy.normalize_prompt
+    normalize = blocklist.normalize_prompt
 
     def recording(text: str) -> str:  # every prompt the blocklist reads goes through here
         seen_in.append(threading.get_ident())
         return normalize(text)
 
-    monkeypatch.setattr(policy, "normalize_prompt", recording)
+    monkeypatch.setattr(blocklist, "normalize_prompt", recording)
     await s.grant(s.alice, 500)
     await s.world.services.guild_settings.add_pattern(s.guild.id, "dragon", "word",
                                                       actor=s.admin.id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
 import subprocess
 import sys
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,14 @@ from config import (
     BOOLEAN_WORDS,
     DISCORD_STRING_OPTION_MAX_CHARS,
     LOG_LEVELS,
+    SETTINGS_TABLE,
     SETTINGS_VARIABLES,
     Secret,
     Settings,
     SettingsError,
     load_settings,
 )
-from engine.pricing import PriceTable
+from money.prices import PriceTable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -777,6 +780,78 @@ def test_readme_table_lists_every_setting_with_the_real_defaults() -> None:
             shown = re.match(r"`([^`]*)`", default)
             assert shown is not None, name
             assert shown.group(1) == commented_defaults[name], name
+
+
+# --- The settings table ----------------------------------------------------------------
+
+
+def test_settings_table_has_a_row_per_field() -> None:
+    own = [f.name for f in dataclasses.fields(Settings) if f.name != "prices"]
+    prices = [f"prices.{f.name}" for f in dataclasses.fields(PriceTable)]
+    assert sorted(row.attr for row in SETTINGS_TABLE) == sorted(own + prices)
+    assert tuple(row.env for row in SETTINGS_TABLE) == SETTINGS_VARIABLES
+    assert len(set(SETTINGS_VARIABLES)) == len(SETTINGS_VARIABLES)
+    assert [row.env for row in SETTINGS_TABLE if row.required] == list(REQUIRED)
+    defaults = load(REQUIRED)
+    for row in SETTINGS_TABLE:
+        assert row.help.strip(), row.env
+        if not row.required:
+            assert attrgetter(row.attr)(defaults) == row.default, row.env
+
+
+def test_a_field_without_a_setting_is_refused() -> None:
+    from config.table import table_of
+
+    @dataclasses.dataclass(frozen=True)
+    class Undeclared:
+        x: int = 0
+
+    with pytest.raises(TypeError, match=r"Undeclared\.x declares no setting"):
+        table_of(Undeclared)
+
+
+def test_every_default_reads_back_as_itself() -> None:
+    for row in SETTINGS_TABLE:
+        if row.required or row.default in (None, ()):
+            continue
+        value = row.kind.read(str(row.default), row.default)
+        assert value == row.default, row.env
+        assert type(value) is type(row.default), row.env
+
+
+def _env_example_lines() -> list[tuple[str, bool, str]]:
+    """(name, commented out, value) of each assignment in .env.example."""
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    found = re.findall(r"^(# ?)?([A-Z][A-Z0-9_]*)=(.*)$", text, flags=re.MULTILINE)
+    return [(name, bool(comment), value) for comment, name, value in found]
+
+
+def test_readme_and_env_example_match_the_settings_table() -> None:
+    rows = {row.env: row for row in SETTINGS_TABLE}
+    readme = _readme_settings_table()
+    example = _env_example_lines()
+    assert [name for name, _ in readme] == list(rows)
+    assert [name for name, *_ in example] == list(rows)
+    unset = []
+    for (name, shown), (_, commented, value) in zip(readme, example, strict=True):
+        row = rows[name]
+        if row.required:
+            assert (shown, commented, value) == ("(required)", False, ""), name
+        elif row.default in (None, ()):
+            # Unset by default: the README says so, .env.example shows a good example value.
+            unset.append(name)
+            assert shown.startswith("unset ("), name
+            assert commented, name
+            assert row.kind.read(value, row.default) not in (None, ()), name
+        else:
+            # Both show the default as the variable would be written.
+            readme_default = re.fullmatch(r"`([^`]+)`(?: \(.+\))?", shown)
+            assert readme_default is not None, name
+            assert commented, name
+            for text in (readme_default.group(1), value):
+                read = row.kind.read(text, row.default)
+                assert read == row.default and type(read) is type(row.default), name
+    assert unset == list(UNSET_BY_DEFAULT)
 
 
 # --- bot.main() -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from storage import guild_settings as gs_module
 from storage.credits import CreditStore, audit
 from storage.database import Database
-from storage.guild_settings import GuildSettings, GuildSettingsStore, Period, SettingsError
+from storage.guild_settings import GuildSettings, GuildSettingsError, GuildSettingsStore, Period
 from storage.jobs import JobState, JobStore
 from storage.usage import (
     LimitUsage,
@@ -83,7 +83,7 @@ async def test_channels_add_remove_clear(store: GuildSettingsStore, clock: Clock
     await store.add_channel(GUILD, 13, actor=ADMIN)
     assert await store.clear_channels(GUILD, actor=ADMIN) == 2
     assert (await store.get(GUILD)).channel_ids == frozenset()
-    with pytest.raises(SettingsError):
+    with pytest.raises(GuildSettingsError):
         await store.add_channel(GUILD, 0, actor=ADMIN)
 
 
@@ -94,7 +94,7 @@ async def test_channel_list_is_capped_and_a_refused_write_changes_nothing(
     await store.add_channel(GUILD, 1, actor=ADMIN)
     await store.add_channel(GUILD, 2, actor=ADMIN)
     assert not await store.add_channel(GUILD, 2, actor=MOD)  # a duplicate is not "one more"
-    with pytest.raises(SettingsError, match="remove one first"):
+    with pytest.raises(GuildSettingsError, match="remove one first"):
         await store.add_channel(GUILD, 3, actor=BOB)
     settings = await store.get(GUILD)
     assert settings.channel_ids == {1, 2}
@@ -109,7 +109,7 @@ async def test_roles_set_and_clear_independently(store: GuildSettingsStore) -> N
     assert (settings.required_role_id, settings.blocked_role_id) == (None, 502)
     settings = await store.set_roles(GUILD, blocked=None, actor=ADMIN)
     assert (settings.required_role_id, settings.blocked_role_id) == (None, None)
-    with pytest.raises(SettingsError):
+    with pytest.raises(GuildSettingsError):
         await store.set_roles(GUILD, required=-1, actor=ADMIN)
 
 
@@ -129,7 +129,7 @@ async def test_limits_change_only_the_given_fields(store: GuildSettingsStore) ->
                                      updated_by=ADMIN)
     for bad in ({"daily_jobs": -1}, {"cooldown_seconds": -5}, {"concurrent_jobs": True},
                 {"daily_spend_cap_cents": 1.5}):
-        with pytest.raises(SettingsError):
+        with pytest.raises(GuildSettingsError):
             await store.set_limits(GUILD, actor=ADMIN, **bad)
 
 
@@ -138,7 +138,7 @@ async def test_nsfw_allowance_audit_confirm_pause(store: GuildSettingsStore) -> 
     assert (settings.nsfw_policy, settings.nsfw_charge) == ("spoiler", True)
     settings = await store.set_nsfw(GUILD, charge=None, actor=ADMIN)
     assert (settings.nsfw_policy, settings.nsfw_charge) == ("spoiler", None)
-    with pytest.raises(SettingsError):
+    with pytest.raises(GuildSettingsError):
         await store.set_nsfw(GUILD, policy="blur", actor=ADMIN)  # type: ignore[arg-type]
 
     settings = await store.set_allowance(GUILD, amount=200, period="week", role=77, cap=400,
@@ -148,9 +148,9 @@ async def test_nsfw_allowance_audit_confirm_pause(store: GuildSettingsStore) -> 
     settings = await store.set_allowance(GUILD, role=None, cap=0, actor=ADMIN)
     assert (settings.allowance_amount, settings.allowance_period,
             settings.allowance_role_id, settings.allowance_cap) == (200, "week", None, None)
-    with pytest.raises(SettingsError):
+    with pytest.raises(GuildSettingsError):
         await store.set_allowance(GUILD, period="month", actor=ADMIN)  # type: ignore[arg-type]
-    with pytest.raises(SettingsError):
+    with pytest.raises(GuildSettingsError):
         await store.set_allowance(GUILD, amount=-3, actor=ADMIN)
 
     assert (await store.set_audit_channel(GUILD, 900, actor=ADMIN)).audit_channel_id == 900
@@ -165,7 +165,7 @@ async def test_nsfw_allowance_audit_confirm_pause(store: GuildSettingsStore) -> 
     assert settings.paused and settings.pause_message is None
     settings = await store.set_paused(GUILD, False, "ignored", actor=ADMIN)
     assert not settings.paused and settings.pause_message is None
-    with pytest.raises(SettingsError):
+    with pytest.raises(GuildSettingsError):
         await store.set_paused(GUILD, True, "x" * 501, actor=ADMIN)
 
 
@@ -230,13 +230,13 @@ async def test_blocklist_store_refuses_what_it_can_judge(
 ) -> None:
     for pattern, kind in (("", "word"), ("   ", "regex"), ("x" * 201, "word"), ("(", "regex"),
                           ("cat", "phrase"), (r"(.+)\1b", "regex"), ("(?=a)", "regex"),
-                          ("a*", "regex"), (r"\pL{100}", "regex")):  # as engine.policy does
-        with pytest.raises(SettingsError):
+                          ("a*", "regex"), (r"\pL{100}", "regex")):  # as engine.blocklist does
+        with pytest.raises(GuildSettingsError):
             await store.add_pattern(GUILD, pattern, kind, actor=ADMIN)  # type: ignore[arg-type]
     assert await store.add_pattern(GUILD, "x" * 200, "word", actor=ADMIN)
     monkeypatch.setattr(gs_module, "MAX_PATTERNS", 2)
     await store.add_pattern(GUILD, "two", "word", actor=ADMIN)
-    with pytest.raises(SettingsError, match="remove one first"):
+    with pytest.raises(GuildSettingsError, match="remove one first"):
         await store.add_pattern(GUILD, "three", "word", actor=ADMIN)
     assert len(await store.patterns(GUILD)) == 2
 

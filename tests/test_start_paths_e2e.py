@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.pricing import PriceTable
+from money.prices import PriceTable
 from tests.fakes.discord import InteractionRecord, MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import fail_calls

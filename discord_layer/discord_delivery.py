@@ -30,8 +30,8 @@ from discord_layer.buttons import RESULT_ID, WITHHELD_ID, result_view, withheld_
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS, credits_text, job_link, only_pinging, quote
 from engine.delivery import Clip, DeliveryError, DeliveryWithheld
-from engine.policy import nsfw_action, nsfw_charged
-from engine.pricing import PriceTable
+from engine.server_rules import nsfw_action, nsfw_charged
+from money.prices import PriceTable
 from storage.guild_settings import GuildSettings, GuildSettingsStore
 from storage.jobs import Job, JobState
 
