@@ -149,3 +149,24 @@ async def wait_for(probe: Callable[[], Any], within: float) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached within {within}s")
         await asyncio.sleep(0.01)
+
+
+def submit_requests(fake: FakeWaveSpeed) -> int:
+    return sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith(
+        "reference-to-video"))
+
+
+async def assert_delivered_once(h: Harness, job_id: int) -> None:
+    job = await h.wait_finished(job_id)
+    assert job.state is JobState.DELIVERED, (job.failure_code, job.failure_detail)
+    assert await h.money_rows(job_id) == ["reserve", "capture"]
+    assert [p.job_id for p in h.delivery.posts].count(job_id) == 1
+    await h.assert_books_balance()
+
+
+async def assert_refunded(h: Harness, job_id: int, code: str) -> None:
+    job = await h.wait_finished(job_id)
+    assert (job.state, job.failure_code) == (JobState.FAILED, code), job.failure_detail
+    assert await h.money_rows(job_id) == ["reserve", "release"]
+    assert job_id not in [p.job_id for p in h.delivery.posts]
+    await h.assert_books_balance()

@@ -30,12 +30,6 @@ ALICE = 2001
 WATCHING = dataclasses.replace(FAST_LIMITS, job_timeout=0.3, watch_interval=0.05)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWaveSpeed]:
-    async with FakeWaveSpeed(processing_after=0.01, complete_after=0.05) as server:
-        yield server
-
-
 @contextlib.asynccontextmanager
 async def harness(tmp_path: Path, fake: FakeWaveSpeed,
                   limits: EngineLimits = FAST_LIMITS) -> AsyncIterator[Harness]:

@@ -7,10 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.periods import day_window, period_start, period_window
-
-MONDAY = 1_704_067_200     # 2024-01-01 00:00 UTC, a Monday
-NOW = MONDAY + 2 * 86_400 + 13 * 3600 + 17  # Wednesday 13:00:17
-DAY_START, NEXT_DAY = MONDAY + 2 * 86_400, MONDAY + 3 * 86_400
+from tests.engine.moments import DAY_START, MONDAY, NEXT_DAY, NOW
 
 
 def test_day_and_week_windows_are_utc() -> None:

@@ -23,7 +23,7 @@ from storage.database import Database, LeaseLost
 from storage.lease import LEASE_SCHEMA_VERSION, LeaseStore, gone_process, instance_id
 from tests.conftest import ALICE, GUILD
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Clock:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from storage.guild_settings import GuildSettings
+from tests.e2e.scene import Scene, job_done, open_scene
 from tests.fakes.discord import Channel, Member, MessageRecord, Perm
-from tests.test_bot_e2e import Scene, job_done, open_scene
 
 ZWSP = "\u200b"
 

@@ -13,14 +13,16 @@ import pytest
 
 from storage.jobs import JobState
 from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour
-from tests.harness import FAST_LIMITS, Harness, wait_for
-from tests.test_engine import ALICE, BOB, assert_delivered_once, assert_refunded, submit_requests
+from tests.harness import (
+    FAST_LIMITS,
+    Harness,
+    assert_delivered_once,
+    assert_refunded,
+    submit_requests,
+    wait_for,
+)
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWaveSpeed]:
-    async with FakeWaveSpeed(processing_after=0.01, complete_after=0.05) as server:
-        yield server
+ALICE, BOB = 2001, 2002
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ async def _attempts(h: Harness, job_id: int) -> bool:
 
 
 # A restart while submitting: the job's task is looked for in WaveSpeed's history
-# (tests/test_lost_submits.py, test_restart_mid_post_adopts_the_task_it_created).
+# (tests/engine/test_lost_submits.py, test_restart_mid_post_adopts_the_task_it_created).
 
 
 async def test_a_clean_shutdown_lets_a_submit_in_flight_finish(h: Harness) -> None:

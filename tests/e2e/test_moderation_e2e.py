@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from storage.guild_settings import GuildSettingsStore
-from tests.test_bot_e2e import Scene, job_done, open_scene
+from tests.e2e.scene import Scene, job_done, open_scene
 
 
 @pytest.fixture

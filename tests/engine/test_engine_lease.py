@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,20 +17,6 @@ from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour
 from tests.harness import FAST_LIMITS, Harness
 
 ALICE = 2001
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWaveSpeed]:
-    async with FakeWaveSpeed(processing_after=0.01, complete_after=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-async def h(tmp_path: Path, fake: FakeWaveSpeed) -> AsyncIterator[Harness]:
-    harness = Harness(tmp_path, fake, FAST_LIMITS)
-    await harness.open()
-    yield harness
-    await harness.close()
 
 
 def lose_the_lease(monkeypatch: pytest.MonkeyPatch, h: Harness) -> list[str]:

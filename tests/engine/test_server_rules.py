@@ -17,7 +17,7 @@ from engine.server_rules import (
     nsfw_charged,
 )
 from storage.guild_settings import GuildSettings
-from tests.test_periods import DAY_START, NEXT_DAY, NOW
+from tests.engine.moments import DAY_START, NEXT_DAY, NOW
 
 GUILD = 1000
 

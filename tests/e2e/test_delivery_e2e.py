@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.discord import MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
-from tests.test_bot_e2e import Scene, job_done, open_scene
-from tests.test_start_paths_e2e import custom_ids
 
 
 def clips(s: Scene, channel_id: int) -> list[MessageRecord]:

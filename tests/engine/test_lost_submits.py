@@ -11,7 +11,6 @@ import dataclasses
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,21 +24,7 @@ from tests.harness import FAST_LIMITS, Harness, wait_for
 from wavespeed.models import MODEL_PATH, GenerationRequest, History, Prediction
 
 ALICE, BOB = 2001, 2002
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWaveSpeed]:
-    async with FakeWaveSpeed(processing_after=0.01, complete_after=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-async def h(tmp_path: Path, fake: FakeWaveSpeed) -> AsyncIterator[Harness]:
-    harness = Harness(tmp_path, fake, FAST_LIMITS)
-    await harness.open()
-    yield harness
-    await harness.close()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def submits(fake: FakeWaveSpeed) -> int:

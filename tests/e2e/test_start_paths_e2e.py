@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from money.prices import PriceTable
+from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.discord import InteractionRecord, MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import fail_calls
-from tests.test_bot_e2e import Scene, job_done, open_scene
 
 
 @pytest.fixture
@@ -25,9 +25,6 @@ async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
         yield s
 
 
-def custom_ids(message: MessageRecord) -> list[str]:
-    return [c["custom_id"] for row in message.components for c in row.get("components", [])
-            if "custom_id" in c]
 
 
 def text_inputs(rec: InteractionRecord) -> list[dict[str, Any]]:

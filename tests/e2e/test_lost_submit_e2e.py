@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tests.e2e.scene import audit_clean, job_done, open_scene
 from tests.fakes.wavespeed import Fault
-from tests.test_bot_e2e import audit_clean, job_done, open_scene
 
 
 async def test_the_member_sees_checking_then_gets_the_adopted_clip(tmp_path: Path) -> None:

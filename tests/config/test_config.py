@@ -29,7 +29,7 @@ from config import (
 )
 from money.prices import PriceTable
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 TOKEN = "MTIzNDU2Nzg5MDEy.GhIjKl.discord-token-value"
 API_KEY = "ws_0123456789abcdef-api-key-value"

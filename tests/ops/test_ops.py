@@ -12,7 +12,7 @@ from storage.jobs import JobState, JobStore
 from tests.conftest import ADMIN, ALICE, GUILD
 from wavespeed.models import GenerationRequest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REQUEST = GenerationRequest(videos=("https://cdn.example/ref.mp4",), prompt="a cat surfing")
 
 

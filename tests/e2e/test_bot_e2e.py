@@ -5,102 +5,14 @@ record. Assertions are on what Discord and WaveSpeed saw and on the books."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bot_world import BotWorld
-from tests.fakes.discord import Channel, DiscordEmulator, Guild, Member, MessageRecord, Perm
-from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
+from tests.e2e.scene import MP4, Scene, audit_clean, job_done, open_scene
+from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import wait_for
-from tests.media import make_mp4
-
-MP4 = make_mp4()
-
-
-@dataclass
-class Scene:
-    world: BotWorld
-    emu: DiscordEmulator
-    wavespeed: FakeWaveSpeed
-    guild: Guild
-    channel: Channel
-    admin: Member
-    alice: Member
-    bob: Member
-
-    def video(self, name: str = "ref.mp4", data: bytes = MP4,
-              content_type: str = "video/mp4") -> dict[str, Any]:
-        return self.emu.add_attachment(name, data, content_type)
-
-    async def grant(self, member: Member, amount: int) -> None:
-        rec = await self.emu.invoke("credits", subcommand="grant", user=self.admin,
-                                    channel=self.channel,
-                                    options={"user": member, "amount": amount})
-        reply = await rec.wait_response()
-        assert "Granted" in reply.content, reply.content
-
-    async def generate(self, member: Member, prompt: str = "a cat surfing a wave",
-                       **options: Any) -> MessageRecord:
-        """Run /ref2video and return its (private) answer."""
-        options.setdefault("video", self.video())
-        rec = await self.emu.invoke("ref2video", user=member, channel=self.channel,
-                                    options={"prompt": prompt, **options})
-        await rec.wait_acked()
-        assert rec.acked_at is not None and rec.acked_at < 3.0 and not rec.late
-        assert rec.ephemeral
-        return await rec.wait_response(within=10.0)
-
-    def thread_messages(self) -> list[MessageRecord]:
-        return [m for t in self.emu.threads for m in self.emu.channel_messages(t.id)]
-
-
-async def make_scene(tmp_path: Path, emu: DiscordEmulator, wavespeed: FakeWaveSpeed,
-                     **settings: Any) -> Scene:
-    guild = emu.add_guild("Clip Club")
-    channel = guild.add_text_channel("clips")
-    admin = guild.add_member(None, "mod", permissions=Perm.ALL)
-    alice = guild.add_member(None, "alice")
-    bob = guild.add_member(None, "bob")
-    world = BotWorld(tmp_path, emu, wavespeed, **settings)
-    await world.start()
-    return Scene(world, emu, wavespeed, guild, channel, admin, alice, bob)
-
-
-@contextlib.asynccontextmanager
-async def open_scene(tmp_path: Path, *, processing_after: float = 0.01,
-                     complete_after: float = 0.1, **settings: Any) -> AsyncIterator[Scene]:
-    """A started bot against a fresh emulator and fake WaveSpeed; stopped afterwards, and
-    the emulator must not have hit an error of its own."""
-    async with DiscordEmulator() as emu, FakeWaveSpeed(processing_after=processing_after,
-                                                       complete_after=complete_after) as ws:
-        s = await make_scene(tmp_path, emu, ws, **settings)
-        try:
-            yield s
-        finally:
-            await s.world.stop()
-            assert emu.internal_errors == []
-
-
-@pytest.fixture
-async def scene(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Scene]:
-    async with open_scene(tmp_path, **getattr(request, "param", {})) as s:
-        yield s
-
-
-async def job_done(s: Scene, job_id: int, state: str = "delivered") -> Any:
-    return await s.world.wait_job_state(job_id, state, within=15.0)
-
-
-async def audit_clean(s: Scene) -> None:
-    from storage.credits import audit
-
-    assert await audit(s.world.db) == []
-
 
 # ---- the happy path -------------------------------------------------------------------------
 

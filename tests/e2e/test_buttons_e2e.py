@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.discord import MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
-from tests.test_bot_e2e import Scene, job_done, open_scene
 
 
 @pytest.fixture
@@ -20,9 +20,6 @@ async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
     async with open_scene(tmp_path, complete_after=0.05, wavespeed_max_concurrent=1) as s:
         yield s
 
-def custom_ids(message: MessageRecord) -> list[str]:
-    return [c["custom_id"] for row in message.components for c in row.get("components", [])
-            if "custom_id" in c]
 
 
 async def delivered_clip(s: Scene, prompt: str = "a cat surfing", **options: Any

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,45 +13,19 @@ from engine.delivery import DeliveryError
 from storage.credits import InsufficientCreditsError
 from storage.jobs import JobLimitError, JobState
 from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour
-from tests.harness import FAST_LIMITS, GUILD, Harness, request, wait_for
+from tests.harness import (
+    FAST_LIMITS,
+    GUILD,
+    Harness,
+    assert_delivered_once,
+    assert_refunded,
+    request,
+    submit_requests,
+    wait_for,
+)
 
 ALICE, BOB = 2001, 2002
 PRICE = 100  # 720p, 5 s
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWaveSpeed]:
-    async with FakeWaveSpeed(processing_after=0.01, complete_after=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-async def h(tmp_path: Path, fake: FakeWaveSpeed) -> AsyncIterator[Harness]:
-    harness = Harness(tmp_path, fake, FAST_LIMITS)
-    await harness.open()
-    yield harness
-    await harness.close()
-
-
-def submit_requests(fake: FakeWaveSpeed) -> int:
-    return sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith(
-        "reference-to-video"))
-
-
-async def assert_delivered_once(h: Harness, job_id: int) -> None:
-    job = await h.wait_finished(job_id)
-    assert job.state is JobState.DELIVERED, (job.failure_code, job.failure_detail)
-    assert await h.money_rows(job_id) == ["reserve", "capture"]
-    assert [p.job_id for p in h.delivery.posts].count(job_id) == 1
-    await h.assert_books_balance()
-
-
-async def assert_refunded(h: Harness, job_id: int, code: str) -> None:
-    job = await h.wait_finished(job_id)
-    assert (job.state, job.failure_code) == (JobState.FAILED, code), job.failure_detail
-    assert await h.money_rows(job_id) == ["reserve", "release"]
-    assert job_id not in [p.job_id for p in h.delivery.posts]
-    await h.assert_books_balance()
 
 
 async def test_happy_path_submits_exactly_the_request_and_captures(h: Harness) -> None:
@@ -126,7 +99,7 @@ async def test_429_retry_after_is_honoured(h: Harness) -> None:
 
 
 # A lost reply after which the task exists (dropped, malformed, timed out) is adopted from
-# WaveSpeed's history: tests/test_lost_submits.py.
+# WaveSpeed's history: tests/engine/test_lost_submits.py.
 @pytest.mark.parametrize("fault", [
     Fault.status(500, "internal"), Fault.status(502, "bad gateway"),
     Fault.status(504, "gateway timeout"),
