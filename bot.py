@@ -113,10 +113,9 @@ class Ref2VideoBot(commands.Bot):
         gatekeeper = Gatekeeper(self.db, guild_settings, s.prices,
                                 starting_credits=s.starting_credits,
                                 bot_max_active=s.user_max_active_jobs)
-        starter = JobStarter(prices=s.prices, engine=engine, jobs=jobs, credits=credits,
-                             gatekeeper=gatekeeper, guild_settings=guild_settings,
-                             offers=OfferStore(self.db), audit=audit, board=board,
-                             input_limits=input_limits)
+        starter = JobStarter(prices=s.prices, engine=engine, jobs=jobs, gatekeeper=gatekeeper,
+                             guild_settings=guild_settings, offers=OfferStore(self.db),
+                             audit=audit, board=board, input_limits=input_limits)
         return Services(
             settings=s, credits=credits, jobs=jobs, engine=engine, board=board,
             input_limits=input_limits, guild_settings=guild_settings,

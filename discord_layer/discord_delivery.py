@@ -216,10 +216,9 @@ class DiscordDelivery:
                                 permanent=permanent) from None
 
     async def _target(self, job: Job) -> Postable:
-        thread_id = job.context.get("thread_id")
-        if thread_id:
+        if job.thread_id:
             try:
-                return await self._channel(int(thread_id))
+                return await self._channel(job.thread_id)
             except DeliveryError as exc:
                 if not exc.permanent:
                     raise  # a passing error: the thread is still where the clip belongs

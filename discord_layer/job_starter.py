@@ -27,7 +27,7 @@ from engine.admission import Gatekeeper, Refused, Requester
 from engine.engine import JobEngine
 from engine.input_rules import InputError, InputLimits, check_text
 from money.prices import PriceTable
-from storage.credits import CreditStore, InsufficientCreditsError
+from storage.credits import InsufficientCreditsError
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import AlreadyStarted, Job, JobStore
 from storage.offers import Offer, OfferClosed, OfferStore, offer_key
@@ -40,14 +40,13 @@ THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440  # a day; posting again reopens it
 
 class JobStarter:
     def __init__(
-        self, *, prices: PriceTable, engine: JobEngine, jobs: JobStore, credits: CreditStore,
+        self, *, prices: PriceTable, engine: JobEngine, jobs: JobStore,
         gatekeeper: Gatekeeper, guild_settings: GuildSettingsStore, offers: OfferStore,
         audit: AuditLog, board: StatusBoard, input_limits: InputLimits,
     ) -> None:
         self.prices = prices
         self.engine = engine
         self.jobs = jobs
-        self.credits = credits
         self.gatekeeper = gatekeeper
         self.guild_settings = guild_settings
         self.offers = offers
@@ -166,25 +165,27 @@ class JobStarter:
         # From here the job exists and holds its price: every way out either undoes it (and
         # says nothing was charged) or queues it (and says so), never neither.
         try:
-            available = await self.credits.available(interaction.guild_id, member.id)
-            context = await self._post_status(job, channel, interaction.app_permissions,
-                                              available)
+            message_id, thread_id = await self._post_status(job, channel,
+                                                            interaction.app_permissions)
         except BaseException as exc:
             await self._undo(interaction, job, exc)
             raise
+        queued = dataclasses.replace(job, status_channel_id=channel.id,
+                                     status_message_id=message_id, thread_id=thread_id)
         try:
-            await self.jobs.update_fields(job.id, context={**job.context, **context})
-            queued = await self.jobs.get(job.id) or job
+            await self.jobs.record_messages(job.id, status_channel_id=channel.id,
+                                            status_message_id=message_id, thread_id=thread_id)
+            queued = await self.jobs.get(job.id) or queued
         except Exception:
-            # The job runs anyway; without its saved context it is delivered in the channel.
+            # The job runs anyway; with its messages unsaved a restart delivers in the channel.
             log.exception("job %d: could not save where its messages are", job.id)
-            queued = dataclasses.replace(job, context={**job.context, **context})
         self.engine.enqueue(queued)
         self.board.update(queued)
+        left = job.balance_after or 0  # JobStore.create always records it
         await reply_private(
             interaction,
             f"Job #{job.id} is queued. {credits_text(price, self.prices.usd(price))} reserved; "
-            f"you have {available:,} credits left. Follow it here: {job_link(queued)}\n"
+            f"you have {left:,} credits left. Follow it here: {job_link(queued)}\n"
             "You are only charged if the clip is delivered; a failure is refunded in full.")
 
     async def _already_started(self, interaction: discord.Interaction, job: Job) -> None:
@@ -234,29 +235,25 @@ class JobStarter:
                 f"Something went wrong on our side while starting the job (reference "
                 f"`{reference}`). It was cancelled, so nothing was charged.") from None
 
-    async def _post_status(
-        self, job: Job, channel: Any, perms: discord.Permissions, balance_after: int
-    ) -> dict[str, Any]:
-        shown = dataclasses.replace(job, context={**job.context, "balance_after": balance_after})
-        message = await channel.send(embed=status_embed(shown, None, self.prices),
+    async def _post_status(self, job: Job, channel: Any, perms: discord.Permissions
+                           ) -> tuple[int, int | None]:
+        """Post the job's status message and start its thread where it can: the message's
+        id, and the thread's (None: the job is delivered right in `channel`)."""
+        message = await channel.send(embed=status_embed(job, None, self.prices),
                                      view=queued_view(job.id), allowed_mentions=NO_PINGS)
-        context: dict[str, Any] = {"status_channel_id": channel.id,
-                                   "status_message_id": message.id,
-                                   "balance_after": balance_after}
         if not isinstance(channel, discord.TextChannel):
-            return context  # already a thread (or a channel without threads): post right here
+            return message.id, None  # already a thread (or a channel without threads)
         if not perms.create_public_threads:
             self._log_no_thread(channel.id, "no Create Public Threads permission")
-            return context
+            return message.id, None
         try:
             thread = await channel.create_thread(
                 name=thread_name(job.id, job.request.prompt), message=message,
                 auto_archive_duration=THREAD_ARCHIVE_MINUTES)
         except discord.HTTPException as exc:
             self._log_no_thread(channel.id, f"{exc.status} {exc.code}")
-            return context
-        context["thread_id"] = thread.id
-        return context
+            return message.id, None
+        return message.id, thread.id
 
     def _log_no_thread(self, channel_id: int, why: str) -> None:
         if channel_id not in self._no_thread_logged:

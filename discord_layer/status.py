@@ -72,9 +72,8 @@ def status_embed(job: Job, position: int | None, prices: PriceTable) -> discord.
     embed.add_field(name="Settings", value=describe_settings(request), inline=False)
     embed.add_field(name="Cost", value=credits_text(job.price, prices.usd(job.price)))
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")  # embeds never ping
-    balance = job.context.get("balance_after")
-    if isinstance(balance, int) and not job.state.is_terminal:
-        embed.add_field(name="Balance after this job", value=f"{balance:,} credits")
+    if job.balance_after is not None and not job.state.is_terminal:
+        embed.add_field(name="Balance after this job", value=f"{job.balance_after:,} credits")
     return embed
 
 
@@ -110,7 +109,7 @@ class StatusBoard:
 
     def update(self, job: Job) -> None:
         """Show this version of the job (called on every transition, and at start-up)."""
-        if not job.context.get("status_message_id"):
+        if not job.status_message_id:
             return  # its message was never posted; nothing to keep current
         tracked = self._tracked.get(job.id)
         if tracked is None:
@@ -151,8 +150,9 @@ class StatusBoard:
 
     async def _edit(self, job: Job, position: int | None) -> bool:
         """False when worth trying again later."""
-        channel = self._client.get_partial_messageable(int(job.context["status_channel_id"]))
-        message = channel.get_partial_message(int(job.context["status_message_id"]))
+        assert job.status_message_id is not None  # update() tracks no other job
+        channel = self._client.get_partial_messageable(job.status_channel_id or job.channel_id)
+        message = channel.get_partial_message(job.status_message_id)
         try:
             # Cancel only makes sense while queued; later edits drop the button.
             view = queued_view(job.id) if job.state is JobState.QUEUED else None

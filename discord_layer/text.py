@@ -85,10 +85,9 @@ def timestamp(unix: float, style: str = "R") -> str:
 
 
 def job_link(job: Job) -> str:
-    where = job.context.get("thread_id")
-    if where:
-        return f"https://discord.com/channels/{job.guild_id}/{where}"
-    message = job.context.get("status_message_id")
-    if message:
-        return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{message}"
+    if job.thread_id:
+        return f"https://discord.com/channels/{job.guild_id}/{job.thread_id}"
+    if job.status_message_id:
+        return (f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/"
+                f"{job.status_message_id}")
     return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}"

@@ -125,7 +125,7 @@ class JobEngine:
 
     async def create_job(
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
-        context: dict[str, Any] | None = None, enqueue: bool = True,
+        enqueue: bool = True,
         max_active: int | None = None, start_key: str | None = None,
         offer_token: str | None = None,
     ) -> Job:
@@ -140,7 +140,7 @@ class JobEngine:
         job = await self.store.create(
             guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=request,
             price=price, max_active=max_active or self.limits.user_max_active_jobs,
-            context=context, start_key=start_key, offer_token=offer_token)
+            start_key=start_key, offer_token=offer_token)
         log.info("job %d created for user %d (price %d)", job.id, user_id, price)
         if enqueue:
             self._queue.push(job.user_key, job.id)

@@ -8,7 +8,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -75,7 +75,6 @@ class Job:
     needs_reconciliation: bool
     reconciliation_note: str | None
     delivery: dict[str, Any] | None
-    context: dict[str, Any] = field(default_factory=dict)
     notified: bool = False
     created_at: float = 0.0
     submitted_at: float | None = None
@@ -89,6 +88,11 @@ class Job:
     submit_ended_at: float | None = None  # a lost submit's POST ended; None: cut off mid-POST
     lost_outcome: str | None = None  # what the history search for a lost submit found
     lost_candidates: tuple[str, ...] = ()  # task ids it matched at its last search
+    # Where its messages are (JobStore.record_messages); None until posted, or if never.
+    status_channel_id: int | None = None
+    status_message_id: int | None = None
+    thread_id: int | None = None  # None: it has no thread, and is delivered in its channel
+    balance_after: int | None = None  # what its owner had left once its price was reserved
 
     @property
     def refunded(self) -> str:
@@ -113,7 +117,7 @@ class Job:
             needs_reconciliation=bool(row["needs_reconciliation"]),
             reconciliation_note=row["reconciliation_note"],
             delivery=json.loads(row["delivery"]) if row["delivery"] else None,
-            context=json.loads(row["context"]), notified=bool(row["notified"]),
+            notified=bool(row["notified"]),
             created_at=row["created_at"], submitted_at=row["submitted_at"],
             finished_at=row["finished_at"], start_key=row["start_key"],
             delivery_started_at=row["delivery_started_at"],
@@ -122,6 +126,9 @@ class Job:
             refund_forfeited=bool(row["refund_forfeited"]),
             submit_ended_at=row["submit_ended_at"], lost_outcome=row["lost_outcome"],
             lost_candidates=tuple(json.loads(row["lost_candidates"] or "[]")),
+            status_channel_id=row["status_channel_id"],
+            status_message_id=row["status_message_id"], thread_id=row["thread_id"],
+            balance_after=row["balance_after"],
         )
 
 
@@ -147,11 +154,11 @@ class JobStore:
 
     async def create(
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
-        price: int, max_active: int, context: dict[str, Any] | None = None,
-        start_key: str | None = None, offer_token: str | None = None,
+        price: int, max_active: int, start_key: str | None = None, offer_token: str | None = None,
     ) -> Job:
         """Insert a queued job and reserve its price, all or nothing.
         Raises InsufficientCreditsError or JobLimitError; then nothing is written.
+        The job's `balance_after` is what its owner has left once its price is held.
 
         `start_key` names what started it (an interaction, an accepted offer): a second
         create with the same key raises AlreadyStarted with the first job, whatever the
@@ -183,14 +190,18 @@ class JobStore:
             if active >= max_active:
                 raise JobLimitError(active, max_active)
             cur = await conn.execute(
-                "INSERT INTO jobs (guild_id, channel_id, user_id, state, request, price, context,"
-                " created_at, updated_at, start_key) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (guild_id, channel_id, user_id, state, request, price,"
+                " created_at, updated_at, start_key) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (guild_id, channel_id, user_id, json.dumps(request.to_json()), price,
-                 json.dumps(context or {}), now, now, start_key),
+                 now, now, start_key),
             )
             job_id = cur.lastrowid
             assert job_id is not None
             await reserve(conn, guild_id, user_id, price, job_id, now=now)
+            await conn.execute(
+                "UPDATE jobs SET balance_after = (SELECT balance FROM accounts"
+                " WHERE guild_id = ? AND user_id = ?) WHERE id = ?",
+                (guild_id, user_id, job_id))
             await _event(conn, job_id, None, JobState.QUEUED, None, now)
             return await _get(conn, job_id)
 
@@ -233,7 +244,7 @@ class JobStore:
 
     async def update_fields(self, job_id: int, **fields: Any) -> None:
         """Set bookkeeping columns without a state change (e.g. `notified`)."""
-        unknown = set(fields) - _SETTABLE - {"context"}
+        unknown = set(fields) - _SETTABLE
         if unknown or not fields:
             raise ValueError(f"not settable: {sorted(unknown)}")
         values = {k: _encode(v) for k, v in fields.items()}
@@ -243,6 +254,18 @@ class JobStore:
                 f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
                 (*values.values(), self._clock(), job_id),
             )
+
+    async def record_messages(
+        self, job_id: int, *, status_channel_id: int, status_message_id: int,
+        thread_id: int | None,
+    ) -> None:
+        """Where the job's status message (and its thread, if it has one) were posted: its
+        updates edit that message and its clip goes to that thread, after a restart too."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status_channel_id = ?, status_message_id = ?, thread_id = ?,"
+                " updated_at = ? WHERE id = ?",
+                (status_channel_id, status_message_id, thread_id, self._clock(), job_id))
 
     async def active(self) -> list[Job]:
         return await self._select(

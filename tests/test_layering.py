@@ -208,3 +208,18 @@ def test_no_module_takes_another_modules_private_names() -> None:
                     and isinstance(node.value, ast.Name) and node.value.id in aliases):
                 reaches.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
     assert reaches == []
+
+
+def test_the_readme_module_map_names_every_package_and_module() -> None:
+    """The README's Layout table is the map a new maintainer reads: every package is in it,
+    and in the packages it describes file by file, every module is named."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
+    missing = [p for p in packages if f"`{p}/`" not in layout]
+    assert missing == [], f"packages not in the README's Layout: {missing}"
+    described = ("config", "discord_layer", "engine", "money", "storage", "wavespeed")
+    unnamed = [f"{package}/{path.name}" for package in described
+               for path in sorted((ROOT / package).glob("*.py"))
+               if path.name != "__init__.py" and f"`{path.name}`" not in layout]
+    assert unnamed == [], f"modules the README's Layout does not name: {unnamed}"

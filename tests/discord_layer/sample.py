@@ -15,5 +15,5 @@ def job(state: JobState, **fields: object) -> Job:
                price=100, reservation_id=1, task_id=None, output_url=None, output_nsfw=None,
                submit_attempts=0, not_before=None, failure_code=None, failure_detail=None,
                needs_reconciliation=False, reconciliation_note=None, delivery=None,
-               context={"balance_after": 400}, created_at=1.0, submitted_at=2.0)
+               balance_after=400, created_at=1.0, submitted_at=2.0)
     return dataclasses.replace(base, **fields)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ def test_names_and_amounts() -> None:
 
 def test_a_job_links_to_its_thread_or_else_its_message() -> None:
     running = job(JobState.RUNNING)
-    assert job_link(dataclasses.replace(running, context={"thread_id": 55})) == (
+    assert job_link(dataclasses.replace(running, thread_id=55)) == (
         "https://discord.com/channels/1/55")
-    assert job_link(dataclasses.replace(running, context={"status_message_id": 66})) == (
+    assert job_link(dataclasses.replace(running, status_message_id=66)) == (
         "https://discord.com/channels/1/2/66")

@@ -23,7 +23,7 @@ async def running_job(s: Scene, prompt: str = "the victim's clip") -> tuple[int,
     s.wavespeed.queue_tasks(TaskBehaviour.never())
     await s.generate(s.alice, prompt)
     job = await s.world.wait_job_state(1, "running")
-    return int(job.context["thread_id"]), job.task_id
+    return job.thread_id, job.task_id
 
 
 async def test_text_echoed_from_a_prompt_never_counts_as_the_delivery(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ async def test_a_late_clip_is_posted_free_and_says_so(tmp_path: Path) -> None:
         failed = await job_done(s, 1, "failed")
         assert failed.failure_code == "timeout"
         assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
-        thread_id = int(failed.context["thread_id"])
+        thread_id = failed.thread_id
         await s.emu.wait_for(lambda: any("free" in m.content for m in
                                          s.emu.channel_messages(thread_id)))
         s.wavespeed.finish_task(failed.task_id)

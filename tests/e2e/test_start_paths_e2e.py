@@ -256,8 +256,8 @@ async def test_a_cancel_is_acknowledged_in_time_while_discord_is_slow(tmp_path: 
         await s.world.wait_job_state(1, "running")
         await s.generate(s.alice, "second")
         queued = await s.world.wait_job_state(2, "queued")
-        status = s.emu.message(int(queued.context["status_message_id"]))
-        thread_id = int(queued.context["thread_id"])
+        status = s.emu.message(queued.status_message_id)
+        thread_id = queued.thread_id
         s.emu.refuse("POST", rf"/channels/{thread_id}/messages$", 500, times=2)  # retried
         rec = await s.emu.click(status, "r2v:cancel:2", user=s.alice)
         await rec.wait_acked()
@@ -270,12 +270,12 @@ async def test_a_database_error_after_the_job_is_made_is_never_nothing_was_charg
         scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
     s = scene
     await s.grant(s.alice, 500)
-    fail_calls(monkeypatch, s.world.services.starter.credits, "available")
+    fail_calls(monkeypatch, s.world.services.starter, "_post_status")
     reply = await s.generate(s.alice)
     assert "cancelled, so nothing was charged" in reply.content, reply.content
     assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
     assert await s.world.ledger_kinds(1) == ["reserve", "release"]
-    fail_calls(monkeypatch, s.world.services.starter.jobs, "update_fields")
+    fail_calls(monkeypatch, s.world.services.starter.jobs, "record_messages")
     reply = await s.generate(s.alice, "second")
     assert "Job #2 is queued" in reply.content, reply.content   # it runs, and says so
     await job_done(s, 2)
@@ -294,7 +294,7 @@ async def test_a_set_balance_is_said_not_refunded(scene: Scene) -> None:
     s.wavespeed.tasks[job.task_id].behaviour = TaskBehaviour.fail("boom")
     s.wavespeed.finish_task(job.task_id)
     failed = await job_done(s, 1, "failed")
-    thread_id = int(failed.context["thread_id"])
+    thread_id = failed.thread_id
     [notice] = await s.emu.wait_for(lambda: [m for m in s.emu.channel_messages(thread_id)
                                              if "failed" in m.content and m.author_id ==
                                              s.emu.bot.id and not m.embeds])
@@ -309,7 +309,7 @@ async def test_a_late_clip_can_be_used_as_a_reference(tmp_path: Path) -> None:
         await s.generate(s.alice, "slow one")
         failed = await job_done(s, 1, "failed")
         s.wavespeed.finish_task(failed.task_id)
-        thread_id = int(failed.context["thread_id"])
+        thread_id = failed.thread_id
         [clip] = await s.emu.wait_for(lambda: [m for m in s.emu.channel_messages(thread_id)
                                                if m.attachments], within=10.0)
         opened = await s.emu.click(clip, "r2v:reuse:1", user=s.alice)

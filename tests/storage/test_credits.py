@@ -97,6 +97,28 @@ async def test_capture_and_release_are_idempotent(db: Database, credits: CreditS
     assert await audit(db) == []
 
 
+async def test_a_new_job_records_the_balance_its_reservation_left(
+        db: Database, credits: CreditStore, jobs: JobStore) -> None:
+    await credits.grant(GUILD, ALICE, 500, actor_id=ADMIN)
+    first = await jobs.create(guild_id=GUILD, channel_id=1, user_id=ALICE, request=REQUEST,
+                              price=150, max_active=5)
+    second = await jobs.create(guild_id=GUILD, channel_id=1, user_id=ALICE, request=REQUEST,
+                               price=100, max_active=5)
+    assert (first.balance_after, second.balance_after) == (350, 250)
+    assert (await credits.balance(GUILD, ALICE)).available == 250
+    again = await jobs.get(first.id)   # stored, not only returned
+    assert again is not None and again.balance_after == 350
+    assert (again.status_channel_id, again.status_message_id, again.thread_id) == (
+        None, None, None)
+    await jobs.record_messages(first.id, status_channel_id=5, status_message_id=6,
+                               thread_id=None)
+    await jobs.record_messages(second.id, status_channel_id=5, status_message_id=8,
+                               thread_id=9)
+    recorded = [await jobs.get(j.id) for j in (first, second)]
+    assert [(j.status_channel_id, j.status_message_id, j.thread_id, j.balance_after)
+            for j in recorded if j is not None] == [(5, 6, None, 350), (5, 8, 9, 250)]
+
+
 async def test_settling_via_transition_happens_once(credits: CreditStore, jobs: JobStore) -> None:
     await credits.grant(GUILD, ALICE, 100, actor_id=ADMIN)
     job = await jobs.create(guild_id=GUILD, channel_id=1, user_id=ALICE, request=REQUEST,

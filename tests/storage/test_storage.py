@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +10,11 @@ import pytest
 
 from storage.bot_state import BotState
 from storage.database import Database, MigrationError, load_migrations, split_statements
+from storage.jobs import JobStore
 from tests.conftest import ALICE, GUILD
+from wavespeed.models import GenerationRequest
+
+REQUEST = GenerationRequest(videos=("https://cdn.example/ref.mp4",), prompt="a cat surfing")
 
 
 async def test_pragmas_and_schema_version(db: Database) -> None:
@@ -181,5 +186,62 @@ async def test_jobs_rebuild_keeps_every_row_and_reference(db_path: Path, tmp_pat
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             async with db.transaction() as conn:
                 await conn.execute("DELETE FROM ledger")
+    finally:
+        await db.close()
+
+
+async def test_job_messages_move_from_the_context_json_to_typed_columns(
+        db_path: Path, tmp_path: Path) -> None:
+    """0006 adds typed columns for where a job's messages are and the balance it left, and
+    fills them from the `context` JSON of a database at schema 5, whether the ids were
+    saved as numbers or as strings; a job with no (or unreadable) context gets NULLs."""
+    old = tmp_path / "old_migrations"
+    old.mkdir()
+    for _, path in load_migrations()[:5]:
+        (old / path.name).write_text(path.read_text())
+    db = await Database.open(db_path, migrations_dir=old)
+    assert await db.schema_version() == 5
+    contexts = {
+        1: '{"status_channel_id": 3, "status_message_id": 1234567890123456789,'
+           ' "thread_id": 1234567890123456790, "balance_after": 400}',
+        2: '{"status_channel_id": "3", "status_message_id": "1234567890123456791",'
+           ' "thread_id": "1234567890123456792", "balance_after": "0"}',
+        3: '{"status_channel_id": 3, "status_message_id": 11}',   # no thread, no balance
+        4: "{}",
+        5: '{"thread_id": "not an id", "balance_after": -5}',
+    }
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO accounts VALUES (?, ?, 90, 50, 0)", (GUILD, ALICE))
+        for job_id, context in contexts.items():
+            await conn.execute(
+                "INSERT INTO jobs (id, guild_id, channel_id, user_id, state, request, price,"
+                " context, created_at, updated_at) VALUES (?, ?, 3, ?, 'queued', ?, 10, ?, 1, 1)",
+                (job_id, GUILD, ALICE, json.dumps(REQUEST.to_json()), context))
+            await conn.execute("INSERT INTO reservations (id, job_id, guild_id, user_id, amount,"
+                               " status, created_at) VALUES (?, ?, ?, ?, 10, 'held', 1)",
+                               (job_id, job_id, GUILD, ALICE))
+    await db.close()
+
+    db = await Database.open(db_path)
+    try:
+        assert await db.schema_version() == len(load_migrations())
+        async with db.reading() as conn, conn.execute(
+            "SELECT typeof(status_channel_id), typeof(status_message_id), typeof(thread_id),"
+            " typeof(balance_after) FROM jobs WHERE id IN (1, 2)"
+        ) as cur:
+            assert {tuple(r) for r in await cur.fetchall()} == {("integer",) * 4}
+        store = JobStore(db)
+        found = [await store.get(job_id) for job_id in contexts]
+        assert [(j.status_channel_id, j.status_message_id, j.thread_id, j.balance_after)
+                for j in found if j is not None] == [
+            (3, 1234567890123456789, 1234567890123456790, 400),
+            (3, 1234567890123456791, 1234567890123456792, 0),
+            (3, 11, None, None),
+            (None, None, None, None),
+            (None, None, None, None),
+        ]
+        with pytest.raises(sqlite3.IntegrityError):   # the balance left is never negative
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE jobs SET balance_after = -1 WHERE id = 1")
     finally:
         await db.close()
