@@ -23,6 +23,8 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from admission.gatekeeper import Gatekeeper
+from admission.input_rules import InputLimits
 from config import Settings, SettingsError, load_settings
 from config.log_redaction import install as install_log_redaction
 from discord_layer.api_base import use_api_base, use_gateway_of
@@ -36,9 +38,7 @@ from discord_layer.services import Services
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS
 from discord_layer.tree import ErrorReportingTree
-from engine.admission import Gatekeeper
 from engine.engine import EngineLimits, JobEngine
-from engine.input_rules import InputLimits
 from engine.leadership import Leadership
 from storage.bot_state import BotState
 from storage.credits import CreditStore

@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from engine.blocklist import check_blocklist
+from admission.blocklist import check_blocklist
 from storage.guild_settings import MAX_REGEX_PROGRAM, BlocklistEntry, compile_entry
 
 HOSTILE = [r"(a|aa)*b", r"(a+)+b", r"(.*a){25}", r"(x+x+)+y", r"(a|a)*c", r"(\w+\s?)*$z",

@@ -14,12 +14,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from admission.periods import day_window
 from discord_layer.checks import require_moderator
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.settings_view import pause_state
 from discord_layer.text import credits_text
-from engine.periods import day_window
 from money.usd import format_usd
 from storage.guild_settings import MAX_PAUSE_MESSAGE_CHARS
 

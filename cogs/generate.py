@@ -10,9 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from admission.input_rules import check_media, check_text
 from discord_layer.services import Services, services_of
 from discord_layer.text import SIZE_LABELS
-from engine.input_rules import check_media, check_text
 from wavespeed.models import SEED_MAX, SEED_MIN, GenerationRequest
 
 log = logging.getLogger(__name__)

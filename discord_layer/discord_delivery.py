@@ -25,12 +25,12 @@ from typing import Any
 
 import discord
 
+from admission.server_rules import nsfw_action, nsfw_charged
 from discord_layer.audit import AuditLog
 from discord_layer.buttons import RESULT_ID, WITHHELD_ID, result_view, withheld_view
 from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS, credits_text, job_link, only_pinging, quote
 from engine.delivery import Clip, DeliveryError, DeliveryWithheld
-from engine.server_rules import nsfw_action, nsfw_charged
 from money.prices import PriceTable
 from storage.guild_settings import GuildSettings, GuildSettingsStore
 from storage.jobs import Job, JobState

@@ -14,9 +14,9 @@ import secrets
 import discord
 from discord import app_commands
 
+from admission.gatekeeper import Refused
+from admission.input_rules import InputError
 from discord_layer.replies import reply_private
-from engine.admission import Refused
-from engine.input_rules import InputError
 from money.usd import PolicyError
 from storage.credits import CreditError
 from storage.guild_settings import GuildSettingsError

@@ -13,6 +13,7 @@ from typing import Any
 
 import discord
 
+from admission.input_rules import InputLimits
 from discord_layer.buttons import REFERENCE_FORM, reference_form
 from discord_layer.checks import is_moderator
 from discord_layer.errors import report_error
@@ -20,7 +21,6 @@ from discord_layer.job_starter import JobStarter
 from discord_layer.replies import reply_private
 from discord_layer.text import credits_text
 from engine.engine import JobEngine
-from engine.input_rules import InputLimits
 from money.prices import PriceTable
 from storage.jobs import Job, JobState, JobStore
 from wavespeed.models import SEED_MAX, GenerationRequest

@@ -17,15 +17,15 @@ from typing import Any, Literal
 
 import discord
 
+from admission.gatekeeper import Gatekeeper, Refused, Requester
+from admission.input_rules import InputError, InputLimits, check_text
 from discord_layer.audit import AuditLog
 from discord_layer.buttons import CONFIRM_SECONDS, confirm_view, queued_view
 from discord_layer.errors import UserFacingError
 from discord_layer.replies import reply_private
 from discord_layer.status import StatusBoard, status_embed
 from discord_layer.text import NO_PINGS, credits_text, job_link, thread_name
-from engine.admission import Gatekeeper, Refused, Requester
 from engine.engine import JobEngine
-from engine.input_rules import InputError, InputLimits, check_text
 from money.prices import PriceTable
 from storage.credits import InsufficientCreditsError
 from storage.guild_settings import GuildSettingsStore

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 import discord
 
+from admission.gatekeeper import Gatekeeper
+from admission.input_rules import InputLimits
 from config import Settings
 from discord_layer.audit import AuditLog
 from discord_layer.balance_watch import BalanceWatch
 from discord_layer.job_actions import JobActions
 from discord_layer.job_starter import JobStarter
 from discord_layer.status import StatusBoard
-from engine.admission import Gatekeeper
 from engine.engine import JobEngine
-from engine.input_rules import InputLimits
 from storage.credits import CreditStore
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore

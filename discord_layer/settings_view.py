@@ -6,9 +6,9 @@ from typing import TypeVar
 
 import discord
 
+from admission.server_rules import duration_text
 from config import Settings
 from discord_layer.text import shorten, timestamp
-from engine.server_rules import duration_text
 from money.usd import format_usd
 from storage.guild_settings import KEEP, GuildSettings, Keep
 

@@ -3,8 +3,8 @@
 `GuildSettingsStore.get` returns a frozen `GuildSettings`; a server that never changed
 anything gets the defaults (everything off or unlimited). Each setter is one write
 transaction that also records who changed the settings and when, and touches only the
-server it is given. The checks that use these settings are in `engine.server_rules` and
-`engine.blocklist`.
+server it is given. The checks that use these settings are in `admission.server_rules` and
+`admission.blocklist`.
 
 Setters take `KEEP` (the default) for "leave this as it is" and `None` for "clear it",
 so a slash command can pass only the options the moderator filled in.
@@ -216,7 +216,7 @@ class GuildSettingsStore:
         """Add a blocklist entry; False if the server already has it.
 
         The entry is checked by `compile_entry`, the one validator of blocklist entries
-        (`engine.blocklist` only compiles what it accepted), and the server's regex entries
+        (`admission.blocklist` only compiles what it accepted), and the server's regex entries
         must stay within MAX_REGEX_PROGRAM together. Entries are stored as `normalize_pattern`
         makes them."""
         # RE2 compiles off the event loop, and outside the transaction: the database has one
@@ -448,7 +448,7 @@ class Re2Regex(Protocol):
 class CheckedEntry:
     """A blocklist entry that passed `compile_entry`. Only what its RE2 program told is
     kept, not the program: a word entry's boundaries alone take ~35 KB of RE2 memory, and
-    `engine.blocklist` compiles a server's entries together anyway."""
+    `admission.blocklist` compiles a server's entries together anyway."""
 
     pattern: str          # as stored (normalised)
     kind: PatternKind
@@ -493,7 +493,7 @@ def word_body(text: str) -> str:
 @functools.lru_cache(maxsize=4096)  # pure, and every /ref2video compiles the whole blocklist
 def compile_entry(pattern: str, kind: str) -> CheckedEntry:
     """Check and compile a blocklist entry: the one validator of entries, for the store
-    and `engine.blocklist` alike. Raises GuildSettingsError saying what is wrong, for the
+    and `admission.blocklist` alike. Raises GuildSettingsError saying what is wrong, for the
     moderator.
 
     A `word` entry matches case-insensitively as a whole word or phrase: not inside a

@@ -35,7 +35,7 @@ ALLOWANCE_REASONS: dict[str, str] = {"day": "daily allowance", "week": "weekly a
 
 @dataclass(frozen=True)
 class LimitUsage:
-    """Everything `engine.server_rules.check_limits` needs to know, read at one moment."""
+    """Everything `admission.server_rules.check_limits` needs to know, read at one moment."""
 
     jobs_since: int               # the user's counted jobs created since `since`
     last_job_at: float | None     # when the user's last counted job was created
@@ -157,7 +157,7 @@ async def grant_allowance_once(
     period: Period, starting_credits: int, cap: int | None = None,
 ) -> int:
     """Grant the allowance of the period starting at `period_start` (see
-    `engine.periods.period_start`) unless this user already had it; returns the credits
+    `admission.periods.period_start`) unless this user already had it; returns the credits
     granted, 0 if they already had it.
 
     With `cap`, the grant never lifts the balance (spendable plus held) above it:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ("storage", "engine", "money", "wavespeed", "config", "ops")
+CORE = ("storage", "engine", "admission", "money", "wavespeed", "config", "ops")
 
 
 def core_modules() -> list[str]:
@@ -64,6 +64,12 @@ def test_config_imports_only_money_and_wavespeed() -> None:
     above = {m for m in ours_loaded_by("config") if m.split(".")[0] not in ("money", "wavespeed")}
     assert above == set(), f"config imported {sorted(above)}"
 
+
+
+def test_the_engine_runs_jobs_and_imports_no_admission_rule() -> None:
+    """Admission decides before anything is charged; the engine runs what was admitted."""
+    assert {m for m in ours_loaded_by("engine") if m.split(".")[0] == "admission"} == set()
+    assert ours_loaded_by("admission") & {"engine.engine", "discord", "cogs"} == set()
 
 # -- the import graph, read from the source (ast): every import statement counts, those inside
 # functions and under TYPE_CHECKING too, so a cycle cannot hide behind a local import.
@@ -218,7 +224,7 @@ def test_the_readme_module_map_names_every_package_and_module() -> None:
     packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
     missing = [p for p in packages if f"`{p}/`" not in layout]
     assert missing == [], f"packages not in the README's Layout: {missing}"
-    described = ("config", "discord_layer", "engine", "money", "storage", "wavespeed")
+    described = ("admission", "config", "discord_layer", "engine", "money", "storage", "wavespeed")
     unnamed = [f"{package}/{path.name}" for package in described
                for path in sorted((ROOT / package).glob("*.py"))
                if path.name != "__init__.py" and f"`{path.name}`" not in layout]

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from engine import blocklist
+from admission import blocklist
 from tests.e2e.scene import Scene, job_done, open_scene
 from tests.fakes.discord import Channel, Guild, InteractionRecord, Member, Perm
 
@@ -105,7 +105,7 @@ async def test_a_hostile_blocklist_in_one_server_delays_no_one(
     loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
     in_b: list[InteractionRecord] = []
     b_started = threading.Event()
-    caplog.set_level(logging.INFO, logger="engine.admission")
+    caplog.set_level(logging.INFO, logger="admission.gatekeeper")
 
     def send(members: list[Member], channel: Channel) -> list[InteractionRecord]:
         """All at once: the same long prompts in both servers, and as negative prompts."""
@@ -145,7 +145,7 @@ async def test_a_hostile_blocklist_in_one_server_delays_no_one(
         assert "nothing was started or charged" in reply.content
         assert all(p[:20] not in reply.content for p in PROMPTS)
     refused = {r.getMessage().partition("refused ")[2] for r in caplog.records
-               if r.name == "engine.admission" and "refused" in r.msg}
+               if r.name == "admission.gatekeeper" and "refused" in r.msg}
     assert refused == {"(prompt matched regex entry '(x+x+)+y')",  # for the moderators
                        "(prompt matched regex entry '(a+)+c')",
                        "(prompt matched regex entry '(a|a)*d')"}

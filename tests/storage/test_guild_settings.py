@@ -230,7 +230,7 @@ async def test_blocklist_store_refuses_what_it_can_judge(
 ) -> None:
     for pattern, kind in (("", "word"), ("   ", "regex"), ("x" * 201, "word"), ("(", "regex"),
                           ("cat", "phrase"), (r"(.+)\1b", "regex"), ("(?=a)", "regex"),
-                          ("a*", "regex"), (r"\pL{100}", "regex")):  # as engine.blocklist does
+                          ("a*", "regex"), (r"\pL{100}", "regex")):  # as admission.blocklist does
         with pytest.raises(GuildSettingsError):
             await store.add_pattern(GUILD, pattern, kind, actor=ADMIN)  # type: ignore[arg-type]
     assert await store.add_pattern(GUILD, "x" * 200, "word", actor=ADMIN)

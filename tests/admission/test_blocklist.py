@@ -11,7 +11,7 @@ import unicodedata
 
 import pytest
 
-from engine.blocklist import (
+from admission.blocklist import (
     CompiledPattern,
     check_blocklist,
     check_prompt,

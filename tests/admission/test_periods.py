@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.periods import day_window, period_start, period_window
-from tests.engine.moments import DAY_START, MONDAY, NEXT_DAY, NOW
+from admission.periods import day_window, period_start, period_window
+from tests.admission.moments import DAY_START, MONDAY, NEXT_DAY, NOW
 
 
 def test_day_and_week_windows_are_utc() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.input_rules import InputError, check_media, check_text
+from admission.input_rules import InputError, check_media, check_text
 
 MB = 1024 * 1024
 

@@ -18,7 +18,7 @@ from typing import Final
 
 import re2
 
-from engine.server_rules import Reason, Refusal
+from admission.server_rules import Reason, Refusal
 from money.usd import PolicyError
 from storage.guild_settings import (
     WORD_END,

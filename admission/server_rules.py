@@ -1,14 +1,14 @@
 """Whether a server's settings let this /ref2video go ahead, checked before anything is
 charged; and what they say about allowances and NSFW clips.
 
-Pure functions over plain values and `GuildSettings`: `engine.admission` reads the settings
+Pure functions over plain values and `GuildSettings`: `admission.gatekeeper` reads the settings
 (`storage.guild_settings`) and the usage (`storage.usage`), calls these, and the Discord
 layer shows a `Refusal.message` to the user as is. Each message says why and what would
 work. Times are Discord timestamps (`<t:unix:R>`), channels `<#id>` and roles `<@&id>`, so
-the message must be sent with mentions disabled. Days are those of `engine.periods`.
+the message must be sent with mentions disabled. Days are those of `admission.periods`.
 
 The order of the checks: `check_pause`, `check_channel`, `check_roles`, the prompt
-blocklist (`engine.blocklist.check_blocklist`), `check_limits`; the first refusal wins.
+blocklist (`admission.blocklist.check_blocklist`), `check_limits`; the first refusal wins.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def check_limits(
     per-user unfinished jobs, in that order (the longest wait first, so the user is not sent
     to wait out a cooldown only to meet the daily limit). `jobs_today` and
     `spend_today_cents` must cover `day_start` up to `now` (see `storage.usage` for what
-    counts); the limits reset at `next_day_start`. Pass `engine.periods.day_window(now)`."""
+    counts); the limits reset at `next_day_start`. Pass `admission.periods.day_window(now)`."""
     if not day_start <= now < next_day_start:
         raise ValueError("now must fall inside [day_start, next_day_start)")
     resets = f"<t:{math.ceil(next_day_start)}:R>"

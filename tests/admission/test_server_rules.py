@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.server_rules import (
+from admission.server_rules import (
     Reason,
     Refusal,
     allowance_for,
@@ -17,7 +17,7 @@ from engine.server_rules import (
     nsfw_charged,
 )
 from storage.guild_settings import GuildSettings
-from tests.engine.moments import DAY_START, NEXT_DAY, NOW
+from tests.admission.moments import DAY_START, NEXT_DAY, NOW
 
 GUILD = 1000
 

@@ -2,7 +2,7 @@
 
 Reads the server's settings and the member's usage, grants any allowance that is due
 (lazily, once per period), and runs the checks in order: pause, channel, roles
-(`engine.server_rules`), the prompt blocklist (`engine.blocklist`), then the limits.
+(`admission.server_rules`), the prompt blocklist (`admission.blocklist`), then the limits.
 `admitting()` holds a per-server lock from the checks until the job is created, so two
 commands at once cannot both slip under a daily limit, a cooldown or the spend cap (the
 bot is one process; the per-user unfinished-job cap is also enforced inside the job's own
@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from engine.blocklist import check_blocklist
-from engine.periods import day_window, period_start
-from engine.server_rules import (
+from admission.blocklist import check_blocklist
+from admission.periods import day_window, period_start
+from admission.server_rules import (
     Refusal,
     allowance_for,
     check_channel,
