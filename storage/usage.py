@@ -116,32 +116,16 @@ async def limit_usage_in(
 
 # -- the same reads on their own ------------------------------------------------------------
 
-async def count_jobs_since(db: Database, guild_id: int, user_id: int, since: float) -> int:
-    """The user's counted jobs on this server created at or after `since`."""
-    async with db.reading() as conn:
-        return await count_jobs_since_in(conn, guild_id, user_id, since)
-
-
 async def last_job_at(db: Database, guild_id: int, user_id: int) -> float | None:
     """When the user's last counted job on this server was created; None if never."""
     async with db.reading() as conn:
         return await last_job_at_in(conn, guild_id, user_id)
 
 
-async def active_job_count(db: Database, guild_id: int, user_id: int) -> int:
-    async with db.reading() as conn:
-        return await active_job_count_in(conn, guild_id, user_id)
-
-
 async def guild_spend_since(db: Database, guild_id: int, since: float) -> int:
     """Credits of the server's counted jobs created at or after `since`."""
     async with db.reading() as conn:
         return await guild_spend_since_in(conn, guild_id, since)
-
-
-async def guild_jobs_since(db: Database, guild_id: int, since: float) -> int:
-    async with db.reading() as conn:
-        return await guild_jobs_since_in(conn, guild_id, since)
 
 
 async def limit_usage(db: Database, guild_id: int, user_id: int, *, since: float) -> LimitUsage:
@@ -209,7 +193,8 @@ class GuildUsage:
         self._db = db
 
     async def jobs_since(self, guild_id: int, since: float) -> int:
-        return await guild_jobs_since(self._db, guild_id, since)
+        async with self._db.reading() as conn:
+            return await guild_jobs_since_in(conn, guild_id, since)
 
     async def spend_since(self, guild_id: int, since: float) -> int:
         return await guild_spend_since(self._db, guild_id, since)

@@ -15,10 +15,10 @@ from storage.guild_settings import GuildSettings, GuildSettingsError, GuildSetti
 from storage.jobs import JobState, JobStore
 from storage.usage import (
     LimitUsage,
-    active_job_count,
-    count_jobs_since,
+    active_job_count_in,
+    count_jobs_since_in,
     grant_allowance_once,
-    guild_jobs_since,
+    guild_jobs_since_in,
     guild_spend_since,
     last_job_at,
     limit_usage,
@@ -27,6 +27,23 @@ from tests.conftest import ADMIN, ALICE, BOB, GUILD
 from wavespeed.models import GenerationRequest
 
 OTHER_GUILD = 1001
+
+
+# The counts limit_usage reads in one go, one at a time (the bot reads them only together).
+async def count_jobs_since(db: Database, guild_id: int, user_id: int, since: float) -> int:
+    async with db.reading() as conn:
+        return await count_jobs_since_in(conn, guild_id, user_id, since)
+
+
+async def active_job_count(db: Database, guild_id: int, user_id: int) -> int:
+    async with db.reading() as conn:
+        return await active_job_count_in(conn, guild_id, user_id)
+
+
+async def guild_jobs_since(db: Database, guild_id: int, since: float) -> int:
+    async with db.reading() as conn:
+        return await guild_jobs_since_in(conn, guild_id, since)
+
 MOD = 2998
 REQUEST = GenerationRequest(videos=("https://cdn.example/ref.mp4",), prompt="a cat surfing")
 DAY = 1_704_067_200  # Monday 2024-01-01 00:00 UTC
