@@ -76,21 +76,17 @@ def choose(
     that may own an unrecorded task (submitting, checking, or lost submits refunded without
     a task); `read_at`: when the history read began (wall clock)."""
     low, high = window(job, limits)
-    candidates = [
-        p for p in history.items
-        if p.id not in owned and p.created is not None
-        and low <= p.created.timestamp() <= high
-    ]
+    created = {p.id: p.created.timestamp() for p in history.items if p.created is not None}
+    candidates = [p.id for p in history.items
+                  if p.id not in owned and p.id in created and low <= created[p.id] <= high]
     others = [_claim_window(other, limits, read_at) for other in doubtful]
-    contested = tuple(
-        p.id for p in candidates
-        if any(lo <= p.created.timestamp() <= hi  # type: ignore[union-attr]
-               for lo, hi in others))
+    contested = tuple(task for task in candidates
+                      if any(lo <= created[task] <= hi for lo, hi in others))
     closed = read_at >= high
-    adopt = (candidates[0].id
+    adopt = (candidates[0]
              if closed and len(candidates) == 1 and not contested and history.complete
              else None)
-    return Verdict(adopt, tuple(p.id for p in candidates), contested, history.complete)
+    return Verdict(adopt, tuple(candidates), contested, history.complete)
 
 
 def _claim_window(other: Job, limits: SearchLimits, now: float) -> tuple[float, float]:

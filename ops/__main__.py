@@ -28,7 +28,7 @@ from pathlib import Path
 
 from storage.credits import audit
 from storage.database import Database
-from storage.jobs import Job, JobStore
+from storage.jobs import Job, JobState, JobStore
 
 DEFAULT_DB = Path("data/ref2video.sqlite3")
 HISTORY_DAYS = 7                      # what WaveSpeed's history keeps
@@ -55,7 +55,7 @@ def _lost(job: Job) -> str:
 
 
 def _line(job: Job) -> str:
-    settled = (f"refunded ({job.failure_code})" if job.state.value == "failed"
+    settled = (f"refunded ({job.failure_code})" if job.state is JobState.FAILED
                else job.state.value)
     parts = [f"job {job.id}", settled, f"guild {job.guild_id}", f"user {job.user_id}",
              f"price {job.price}", f"submitted {_when(job.submitted_at)}",
@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"{len(lost)} lost submit(s) in the last {HISTORY_DAYS} days")
             for job in lost:
                 print(f"  {_line(job)}")
-            checking = [j for j in await store.active() if j.state.value == "checking"]
+            checking = [j for j in await store.active() if j.state is JobState.CHECKING]
             if checking:
                 print(f"{len(checking)} job(s) checking with WaveSpeed now (credits held; "
                       "the running bot settles them, or adopt one with --task)")

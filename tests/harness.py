@@ -156,12 +156,14 @@ def submit_requests(fake: FakeWaveSpeed) -> int:
         "reference-to-video"))
 
 
-async def assert_delivered_once(h: Harness, job_id: int) -> None:
+async def assert_delivered_once(h: Harness, job_id: int) -> Job:
+    """Until the job ends; it must be delivered once, captured once, the books balanced."""
     job = await h.wait_finished(job_id)
     assert job.state is JobState.DELIVERED, (job.failure_code, job.failure_detail)
     assert await h.money_rows(job_id) == ["reserve", "capture"]
     assert [p.job_id for p in h.delivery.posts].count(job_id) == 1
     await h.assert_books_balance()
+    return job
 
 
 async def assert_refunded(h: Harness, job_id: int, code: str) -> None:

@@ -20,7 +20,7 @@ from engine import lost_submits
 from engine.engine import EngineLimits
 from storage.jobs import Job, JobState
 from tests.fakes.wavespeed import FakeWaveSpeed, Fault
-from tests.harness import FAST_LIMITS, Harness, wait_for
+from tests.harness import FAST_LIMITS, Harness, assert_delivered_once, wait_for
 from wavespeed.models import MODEL_PATH, GenerationRequest, History, Prediction
 
 ALICE, BOB = 2001, 2002
@@ -37,15 +37,6 @@ def searches(fake: FakeWaveSpeed) -> int:
 
 async def states_seen(h: Harness, job_id: int) -> list[str]:
     return [state for state, _ in await h.jobs.events(job_id)]
-
-
-async def assert_delivered_once(h: Harness, job: Job) -> Job:
-    done = await h.wait_finished(job.id)
-    assert done.state is JobState.DELIVERED, (done.failure_code, done.failure_detail)
-    assert await h.money_rows(job.id) == ["reserve", "capture"]
-    assert [p.job_id for p in h.delivery.posts].count(job.id) == 1
-    await h.assert_books_balance()
-    return done
 
 
 async def assert_refunded_and_flagged(h: Harness, job: Job, outcome: str) -> Job:
@@ -70,7 +61,7 @@ async def test_lost_reply_with_a_task_is_adopted_delivered_and_charged_once(
     await h.grant(ALICE, 500)
     h.fake.inject("submit", fault)
     job = await h.create(ALICE)
-    done = await assert_delivered_once(h, job)
+    done = await assert_delivered_once(h, job.id)
     [task] = h.fake.submissions
     assert (done.task_id, done.lost_outcome) == (task.task_id, "adopted")
     assert "checking" in await states_seen(h, job.id)  # held while it was looked for
@@ -137,7 +128,7 @@ async def test_a_task_whose_own_reply_is_still_coming_is_not_taken(h: Harness) -
     await h.wait_state(lost.id, JobState.CHECKING)
     slow = await h.create(BOB)
     a = await assert_refunded_and_flagged(h, lost, "not_found")
-    b = await assert_delivered_once(h, slow)
+    b = await assert_delivered_once(h, slow.id)
     [task] = h.fake.submissions
     assert b.task_id == task.task_id and a.task_id is None
     assert b.lost_outcome is None  # B learned its id from its own reply
@@ -156,8 +147,8 @@ async def test_elimination_adopts_once_the_other_job_has_its_id(h: Harness) -> N
     await h.wait_state(lost.id, JobState.CHECKING)
     h.fake.inject("submit", Fault.delay(0.4))
     slow = await h.create(BOB)
-    a = await assert_delivered_once(h, lost)
-    b = await assert_delivered_once(h, slow)
+    a = await assert_delivered_once(h, lost.id)
+    b = await assert_delivered_once(h, slow.id)
     assert a.lost_outcome == "adopted" and a.task_id != b.task_id
     assert {a.task_id, b.task_id} == {s.task_id for s in h.fake.submissions}
     assert searches(h.fake) >= 2  # not adopted at the first search, while B was in flight
@@ -179,7 +170,7 @@ async def test_history_that_fails_for_a_while_still_finds_the_task(h: Harness) -
     h.fake.inject("history", *[Fault.status(503)] * 8)
     h.fake.inject("submit", Fault.drop())
     job = await h.create(ALICE)
-    done = await assert_delivered_once(h, job)
+    done = await assert_delivered_once(h, job.id)
     assert done.lost_outcome == "adopted"
 
 
@@ -193,7 +184,7 @@ async def test_restart_mid_post_adopts_the_task_it_created(h: Harness) -> None:
     await asyncio.sleep(0.2)
     assert len(h.fake.submissions) == 1
     await h.restart()  # shutdown_grace 0: like a crash mid-POST
-    done = await assert_delivered_once(h, job)
+    done = await assert_delivered_once(h, job.id)
     assert done.lost_outcome == "adopted" and done.submit_ended_at is None
     assert submits(h.fake) == 1
     assert await h.balance(ALICE) == (400, 0)
@@ -207,7 +198,7 @@ async def test_restart_while_checking_goes_on_searching(h: Harness) -> None:
     job = await h.create(ALICE)
     await h.wait_state(job.id, JobState.CHECKING)
     await h.restart(lost_check_delays=(0.05, 0.1))  # the last one waits for the window
-    done = await assert_delivered_once(h, job)
+    done = await assert_delivered_once(h, job.id)
     assert done.lost_outcome == "adopted"
 
 
@@ -243,7 +234,7 @@ async def test_adopting_by_hand_a_checking_job_goes_on_and_charges(h: Harness) -
     job = await h.create(ALICE)
     await h.wait_state(job.id, JobState.CHECKING)
     other = await h.create(BOB)
-    other_done = await assert_delivered_once(h, other)
+    other_done = await assert_delivered_once(h, other.id)
     assert other_done.task_id is not None
     with pytest.raises(ValueError, match="already belongs to job"):
         await h.jobs.adopt_by_hand(job.id, other_done.task_id, watch_period=3600)
@@ -252,7 +243,7 @@ async def test_adopting_by_hand_a_checking_job_goes_on_and_charges(h: Harness) -
     assert "1 job(s) checking with WaveSpeed now" in listed.stdout
     assert f"job {job.id}  checking" in listed.stdout
     await h.jobs.adopt_by_hand(job.id, f" {task}\n", watch_period=3600)  # as pasted
-    done = await assert_delivered_once(h, job)
+    done = await assert_delivered_once(h, job.id)
     assert (done.task_id, done.lost_outcome) == (task, "adopted_by_hand")
 
 
@@ -264,16 +255,16 @@ async def _finished(h: Harness, task_id: str) -> None:
 
 
 async def _posted(h: Harness, job_id: int) -> None:
-    deadline = time.monotonic() + 10
-    while job_id not in [p.job_id for p in h.delivery.posts]:
-        assert time.monotonic() < deadline, "no post"
-        await asyncio.sleep(0.02)
+    async def posted() -> bool:
+        return job_id in [p.job_id for p in h.delivery.posts]
+
+    await wait_for(posted, within=10)
 
 
 async def test_ops_reconcile_shows_and_settles_lost_submits(h: Harness) -> None:
     await h.grant(ALICE, 500)
     h.fake.inject("submit", Fault.drop())
-    adopted = await assert_delivered_once(h, await h.create(ALICE))
+    adopted = await assert_delivered_once(h, (await h.create(ALICE)).id)
     h.fake.inject("submit", Fault.status(502))
     refunded = await assert_refunded_and_flagged(h, await h.create(ALICE), "not_found")
     task = h.fake.add_foreign_task()

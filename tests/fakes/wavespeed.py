@@ -458,15 +458,21 @@ class FakeWaveSpeed:
             return _envelope(401, "Unauthorized: invalid or missing API key")
         return None
 
+    async def _json_call(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """The JSON body of an authorized API call, or the error reply the API gives."""
+        if (denied := self._unauthorized(request)) is not None:
+            return None, denied
+        try:
+            return await request.json(), None
+        except ValueError:
+            return None, _envelope(400, "request body is not valid JSON")
+
     # -- routes ----------------------------------------------------------------------------
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return _envelope(400, "request body is not valid JSON")
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
         if (problem := _validate(body)) is not None:
             return _envelope(400, problem)
         if self.max_concurrent is not None and self.running_count >= self.max_concurrent:
@@ -504,12 +510,9 @@ class FakeWaveSpeed:
         return task
 
     async def _history(self, request: web.Request) -> web.StreamResponse:
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return _envelope(400, "request body is not valid JSON")
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
         query = _HistoryQuery.parse(body)
         if isinstance(query, str):
             return _envelope(400, query)
@@ -557,12 +560,9 @@ class FakeWaveSpeed:
     async def _upload_ticket(self, request: web.Request) -> web.StreamResponse:
         if not self.direct_uploads:
             return await self._unknown(request)
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return _envelope(400, "request body is not valid JSON")
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
         if not isinstance(body, dict):
             return _envelope(400, "body must be a JSON object")
         filename, size, content_type = (body.get(k) for k in ("filename", "size", "content_type"))
