@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.bot_world import BotWorld
-from tests.fakes.discord import DiscordEmulator
+from discord_emulator.emulator import DiscordEmulator
 from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.harness import wait_for
 from tests.media import make_mp4

@@ -25,7 +25,7 @@ from discord_layer.api_base import use_api_base
 from discord_layer.services import Services
 from engine.engine import EngineLimits
 from storage.database import Database
-from tests.fakes.discord import DiscordEmulator
+from discord_emulator.emulator import DiscordEmulator
 from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.harness import FAST_RETRY, wait_for
 from wavespeed.client import WaveSpeedClient

@@ -12,7 +12,7 @@ from typing import Any
 
 from storage.credits import audit
 from tests.bot_world import BotWorld
-from tests.fakes.discord import Channel, DiscordEmulator, Guild, Member, MessageRecord, Perm
+from discord_emulator.emulator import Channel, DiscordEmulator, Guild, Member, MessageRecord, Perm
 from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.media import make_mp4
 

@@ -16,7 +16,7 @@ import pytest
 
 from admission import blocklist
 from tests.e2e.scene import Scene, job_done, open_scene
-from tests.fakes.discord import Channel, Guild, InteractionRecord, Member, Perm
+from discord_emulator.emulator import Channel, Guild, InteractionRecord, Member, Perm
 
 PROMPT_CHARS = 1500  # the default MAX_PROMPT_CHARS
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
-from tests.fakes.discord import MessageRecord
+from discord_emulator.emulator import MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
-from tests.fakes.discord import MessageRecord
+from discord_emulator.emulator import MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.bot_world import BotWorld
-from tests.fakes.discord import DiscordEmulator
-from tests.fakes.discord_interactions import validate_commands
+from discord_emulator.emulator import DiscordEmulator
+from discord_emulator.interactions import validate_commands
 from tests.fakes.wavespeed import FakeWaveSpeed
 
 COMMANDS = {"admin", "credits", "jobs", "ref2video", "settings"}

@@ -13,7 +13,7 @@ import pytest
 
 from storage.guild_settings import GuildSettings
 from tests.e2e.scene import Scene, job_done, open_scene
-from tests.fakes.discord import Channel, Member, MessageRecord, Perm
+from discord_emulator.emulator import Channel, Member, MessageRecord, Perm
 
 ZWSP = "\u200b"
 

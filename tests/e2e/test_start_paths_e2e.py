@@ -14,7 +14,7 @@ import pytest
 
 from money.prices import PriceTable
 from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
-from tests.fakes.discord import InteractionRecord, MessageRecord
+from discord_emulator.emulator import InteractionRecord, MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import fail_calls
 

@@ -17,8 +17,8 @@ from typing import Any
 from storage.credits import CreditStore, audit
 from storage.database import Database
 from tests.bot_world import BotProcess, ledger_kinds, world_settings
-from tests.fakes.discord import DiscordEmulator, Perm
-from tests.fakes.discord_model import Channel, InteractionRecord, Member
+from discord_emulator.emulator import DiscordEmulator, Perm
+from discord_emulator.model import Channel, InteractionRecord, Member
 from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
 from tests.harness import wait_for
 from tests.media import make_mp4

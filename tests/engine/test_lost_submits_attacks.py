@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import tests.fakes.wavespeed as fake_module
+import simulator.wavespeed_api as fake_module
 from engine import lost_submits
 from storage.jobs import JobState
 from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour

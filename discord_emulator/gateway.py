@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_model import (
+from discord_emulator.model import (
     INTENT_GUILD_MEMBERS,
     INTENT_GUILDS,
     PRIVILEGED_INTENTS,

@@ -22,7 +22,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
-from tests.fakes.discord import Channel, DiscordEmulator, Guild, Member, MessageRecord, Role
+from discord_emulator.emulator import Channel, DiscordEmulator, Guild, Member, MessageRecord, Role
 
 LIMIT = 64 * 1024  # the test guild's upload limit, small so oversize files stay cheap
 NONE = discord.AllowedMentions.none()

@@ -21,7 +21,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from tests.fakes.discord import Channel, DiscordEmulator, Guild, InteractionRecord, Member
+from discord_emulator.emulator import Channel, DiscordEmulator, Guild, InteractionRecord, Member
 
 INT53 = 2**53 - 1
 

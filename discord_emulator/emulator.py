@@ -25,13 +25,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests.fakes.discord_gateway import Gateway
-from tests.fakes.discord_interactions import (
+from discord_emulator.gateway import Gateway
+from discord_emulator.interactions import (
     InteractionBuilder,
     validate_autocomplete,
     validate_modal,
 )
-from tests.fakes.discord_model import (
+from discord_emulator.model import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_FILESIZE_LIMIT,
     EDITABLE_FLAGS,

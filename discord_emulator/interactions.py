@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from tests.fakes.discord_model import (
+from discord_emulator.model import (
     ACTION_ROW,
     CHANNEL_TYPES,
     LABEL,

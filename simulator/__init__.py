@@ -1,0 +1,1 @@
+"""A simulated WaveSpeed built into the product (WAVESPEED_MODE=simulate)."""

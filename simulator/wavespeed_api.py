@@ -1,0 +1,773 @@
+"""FakeWaveSpeed: a real aiohttp server on 127.0.0.1 speaking the WAN 2.6 contract.
+
+Task state is derived from time.monotonic() elapsed since creation, so the server needs no
+background tasks. Faults are injected per route and consumed one per request, FIFO.
+
+Uploads speak both protocols: the SDK's direct upload (`POST /api/v3/media/uploads` for a
+ticket, then a `PUT` of the bytes to a presigned-style `/storage/{token}?signature=...` URL,
+which like real object storage refuses an Authorization header, a wrong Content-Type, a
+size other than the declared one and anything over 100 MB) and the older multipart
+`POST /api/v3/media/upload/binary`. `direct_uploads = False` models a deployment without
+the former.
+
+History: `POST /api/v3/predictions` lists the tasks newest first, only those created in the
+last 7 days by `FakeWaveSpeed.clock` (the wall clock, time.time unless a test replaces it),
+with WaveSpeed's filters and paging. `add_foreign_task` plants tasks that were not made through
+submit (website tasks, other models' tasks, old ones): listed and pollable, not in
+`submissions`.
+
+Faults that lose a reply after creating the task (a submit is processed and recorded in
+`submissions`, but the client cannot know): `Fault.drop` (socket closed, no reply),
+`Fault.malformed` (200 with broken JSON), `Fault.status_after_create` (an error status, as from
+a gateway whose upstream did the work), and `Fault.delay` when the client stops waiting first.
+`Fault.status` and `Fault.redirect` answer before the request is processed: no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import math
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from types import TracebackType
+from typing import Any, TypeGuard
+from urllib.parse import quote
+
+from aiohttp import web
+
+from tests.media import make_mp4  # TODO(move)
+from wavespeed.models import (
+    DURATIONS,
+    HISTORY_STATUSES,
+    MAX_VIDEOS,
+    MODEL_PATH,
+    SEED_MAX,
+    SEED_MIN,
+    SHOT_TYPES,
+    SIZES,
+)
+
+# "upload" is the multipart binary upload; "upload_ticket" and "upload_put" the direct one;
+# "history" is POST /api/v3/predictions.
+ROUTES = frozenset(
+    {"submit", "result", "upload", "upload_ticket", "upload_put", "balance", "output", "history"}
+)
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the contract's 100 MB video limit
+MAX_PAGE_SIZE = 100
+HISTORY_DAYS = 7  # WaveSpeed lists only the past 7 days
+_NS = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CHUNK = 64 * 1024
+_DROPPED = web.RequestKey("dropped", bool)  # marks a request answered by Fault.drop
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _FaultKind(Enum):
+    STATUS = "status"
+    DELAY = "delay"
+    DROP = "drop"
+    MALFORMED = "malformed"
+    REDIRECT = "redirect"
+    STATUS_AFTER_CREATE = "status_after_create"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: _FaultKind
+    code: int = 0
+    message: str = ""
+    retry_after: float | None = None
+    seconds: float = 0.0
+    location: str = ""
+
+    @classmethod
+    def status(
+        cls, code: int, message: str = "injected fault", retry_after: float | None = None
+    ) -> Fault:
+        """Reply `code` with the error envelope. On submit, no task is created."""
+        return cls(_FaultKind.STATUS, code=code, message=message, retry_after=retry_after)
+
+    @classmethod
+    def delay(cls, seconds: float) -> Fault:
+        """Process normally (a submit creates its task), but reply only after `seconds`."""
+        return cls(_FaultKind.DELAY, seconds=seconds)
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Process normally (a submit creates its task), then close the socket with no reply."""
+        return cls(_FaultKind.DROP)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        """Process normally (a submit creates its task), then answer 200 with broken JSON."""
+        return cls(_FaultKind.MALFORMED)
+
+    @classmethod
+    def status_after_create(cls, code: int, message: str = "upstream timed out") -> Fault:
+        """Process normally (a submit creates its task and is recorded in `submissions`), then
+        answer `code` with the error envelope: a gateway (502/504) whose upstream did the work."""
+        return cls(_FaultKind.STATUS_AFTER_CREATE, code=code, message=message)
+
+    @classmethod
+    def redirect(cls, location: str, code: int = 302) -> Fault:
+        """Answer `code` with `Location: location` instead of processing the request."""
+        return cls(_FaultKind.REDIRECT, code=code, location=location)
+
+
+class _Outcome(Enum):
+    OK = "ok"
+    FAIL = "fail"
+    NEVER = "never"
+    NSFW = "nsfw"
+    HUGE = "huge"
+    OUTPUT_MISSING = "output_missing"
+
+
+@dataclass(frozen=True)
+class TaskBehaviour:
+    outcome: _Outcome
+    complete_after: float | None = None
+    message: str = ""
+    size_bytes: int = 0
+    waiting_status: str | None = None  # reported instead of created/processing
+    failed_status: str = "failed"  # reported when the outcome is FAIL
+
+    @classmethod
+    def ok(cls, *, complete_after: float | None = None) -> TaskBehaviour:
+        return cls(_Outcome.OK, complete_after)
+
+    @classmethod
+    def fail(
+        cls,
+        message: str = "generation failed",
+        *,
+        complete_after: float | None = None,
+        status: str = "failed",
+    ) -> TaskBehaviour:
+        """Ends reporting `status`: failed, or cancelled/timeout/deleted as WaveSpeed may."""
+        return cls(_Outcome.FAIL, complete_after, message=message, failed_status=status)
+
+    def waiting_as(self, status: str) -> TaskBehaviour:
+        """The same behaviour, reporting `status` (e.g. pending, queued) until it ends."""
+        return dataclasses.replace(self, waiting_status=status)
+
+    @classmethod
+    def never(cls, *, complete_after: float | None = None) -> TaskBehaviour:
+        """Stays processing until FakeWaveSpeed.finish_task (complete_after is ignored)."""
+        return cls(_Outcome.NEVER, complete_after)
+
+    @classmethod
+    def nsfw(cls, *, complete_after: float | None = None) -> TaskBehaviour:
+        return cls(_Outcome.NSFW, complete_after)
+
+    @classmethod
+    def huge(cls, size_bytes: int, *, complete_after: float | None = None) -> TaskBehaviour:
+        return cls(_Outcome.HUGE, complete_after, size_bytes=size_bytes)
+
+    @classmethod
+    def output_missing(cls, *, complete_after: float | None = None) -> TaskBehaviour:
+        return cls(_Outcome.OUTPUT_MISSING, complete_after)
+
+
+@dataclass
+class FakeTask:
+    id: str
+    body: dict[str, Any]
+    behaviour: TaskBehaviour
+    created: float  # time.monotonic()
+    created_at: str  # ISO timestamp as WaveSpeed reports it
+    processing_after: float
+    complete_after: float
+    finished_at: float | None = None  # set by finish_task
+    model: str = MODEL_PATH
+    wall_ns: int = 0  # creation on FakeWaveSpeed.clock, in ns since the epoch (for history)
+
+    def end_time(self) -> float:
+        """Monotonic time the task leaves created/processing (inf while it never ends)."""
+        if self.finished_at is not None:
+            return self.finished_at
+        if self.behaviour.outcome is _Outcome.NEVER:
+            return math.inf
+        return self.created + self.complete_after
+
+    def status(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        if now >= self.end_time():
+            return "failed" if self.behaviour.outcome is _Outcome.FAIL else "completed"
+        if now - self.created >= self.processing_after:
+            return "processing"
+        return "created"
+
+    @property
+    def running(self) -> bool:
+        return self.status() in ("created", "processing")
+
+    def to_data(self, base_url: str) -> dict[str, Any]:
+        status = self.status()
+        done = status == "completed"
+        reported = status
+        if status == "failed":
+            reported = self.behaviour.failed_status
+        elif not done and self.behaviour.waiting_status is not None:
+            reported = self.behaviour.waiting_status
+        return {
+            "id": self.id,
+            "model": self.model,
+            "status": reported,
+            "outputs": [f"{base_url}/outputs/{self.id}.mp4"] if done else [],
+            "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
+            "has_nsfw_contents": [self.behaviour.outcome is _Outcome.NSFW] if done else [],
+            "created_at": self.created_at,
+            "error": self.behaviour.message if status == "failed" else "",
+            "timings": {"inference": round(self.complete_after * 1000) if done else 0},
+        }
+
+
+@dataclass
+class FakeUpload:
+    """A direct upload the fake handed out: the PUT must match what was declared."""
+
+    token: str
+    filename: str
+    size: int
+    content_type: str | None
+    signature: str  # the presigned URL's query token
+    put: bool = False  # the bytes arrived
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    body: dict[str, Any]
+    at: float  # time.monotonic()
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    status: int  # 0 = no reply: dropped, or still being answered
+    authorized: bool  # a correct "Bearer <api_key>" header was present
+    had_auth_header: bool
+    at: float = field(default_factory=time.monotonic)  # arrival, time.monotonic()
+
+
+def _envelope(code: int, message: str, data: Any = None, **headers: str) -> web.Response:
+    body = {"code": code, "message": message, "data": data}
+    return web.json_response(body, status=code, headers=headers or None)
+
+
+class FakeWaveSpeed:
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-key",
+        processing_after: float = 0.02,
+        complete_after: float = 0.1,
+        max_concurrent: int | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.processing_after = processing_after
+        self.complete_after = complete_after
+        self.max_concurrent = max_concurrent
+        self.base_url = ""
+        self.balance_usd = 100.0
+        self.submissions: list[Submission] = []
+        self.tasks: dict[str, FakeTask] = {}
+        self.requests: list[RecordedRequest] = []
+        self.uploads: dict[str, bytes] = {}  # download token -> stored bytes
+        self.upload_tickets: dict[str, FakeUpload] = {}  # token -> direct upload
+        self.direct_uploads = True  # False: POST /api/v3/media/uploads is a 404, as on old APIs
+        # False: success replies leave out the envelope's "code" and "message" (data only).
+        self.send_success_code = True
+        self.max_running_seen = 0
+        # Wall clock (unix seconds) for created_at and the 7-day history window; replaceable.
+        self.clock: Callable[[], float] = time.time
+        self.history_queries: list[dict[str, Any]] = []  # bodies of accepted history requests
+        self._faults: dict[str, collections.deque[Fault]] = {r: collections.deque() for r in ROUTES}
+        self._behaviours: collections.deque[TaskBehaviour] = collections.deque()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # Default client_max_size is 1 MB; uploads may be up to 100 MB (+ multipart framing).
+        app = web.Application(
+            middlewares=[self._record], client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024
+        )
+        api = "/api/v3"
+        app.router.add_post(f"{api}/{MODEL_PATH}", self._faulty("submit", self._submit))
+        app.router.add_get(
+            f"{api}/predictions/{{task_id}}/result", self._faulty("result", self._result)
+        )
+        app.router.add_post(f"{api}/media/upload/binary", self._faulty("upload", self._upload))
+        app.router.add_post(
+            f"{api}/media/uploads", self._faulty("upload_ticket", self._upload_ticket)
+        )
+        app.router.add_post(f"{api}/predictions", self._faulty("history", self._history))
+        app.router.add_put("/storage/{token}", self._faulty("upload_put", self._upload_put))
+        app.router.add_get(f"{api}/balance", self._faulty("balance", self._balance))
+        app.router.add_get("/outputs/{task_id}.mp4", self._faulty("output", self._output))
+        app.router.add_get("/media/{token}/{filename}", self._media)
+        app.router.add_route("*", f"{api}/{{tail:.*}}", self._unknown)  # JSON 401/404, not text
+        # Short shutdown_timeout: a handler sleeping in Fault.delay must not hold up close().
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]  # port 0 -> the OS picked a free one
+        self.base_url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeWaveSpeed:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def inject(self, route: str, *faults: Fault) -> None:
+        if route not in ROUTES:
+            raise ValueError(f"route must be one of {sorted(ROUTES)}, not {route!r}")
+        self._faults[route].extend(faults)
+
+    def queue_tasks(self, *behaviours: TaskBehaviour) -> None:
+        self._behaviours.extend(behaviours)
+
+    def add_foreign_task(
+        self,
+        *,
+        model: str = MODEL_PATH,
+        created_at: float | None = None,
+        behaviour: TaskBehaviour | None = None,
+    ) -> str:
+        """Plant a task not made through submit (a website task, another model's, an old one):
+        listed in history and answering result GETs, but not in `submissions`. `created_at` is
+        unix seconds on `clock` (default now); an older task is as far along as its age says."""
+        task = self._create_task({}, behaviour or TaskBehaviour.ok(), model, created_at)
+        return task.id
+
+    def finish_task(self, task_id: str) -> None:
+        """End a task now with its behaviour's outcome ('never' tasks complete normally)."""
+        self.tasks[task_id].finished_at = time.monotonic()
+
+    @property
+    def host(self) -> str:
+        """"127.0.0.1:<port>": the OUTPUT_HTTP_HOSTS entry that lets clients download from it."""
+        return self.base_url.split("://", 1)[1]
+
+    @property
+    def running_count(self) -> int:
+        return sum(1 for task in self.tasks.values() if task.running)
+
+    def requests_to(self, path_suffix: str, method: str | None = None) -> list[RecordedRequest]:
+        """Recorded requests whose path ends with `path_suffix` (and method, if given)."""
+        return [
+            r
+            for r in self.requests
+            if r.path.endswith(path_suffix) and (method is None or r.method == method)
+        ]
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            status=0,
+            authorized=auth == f"Bearer {self.api_key}",
+            had_auth_header=auth is not None,
+        )
+        self.requests.append(record)  # appended on arrival, so order is arrival order
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            record.status = exc.status
+            raise
+        if not request.get(_DROPPED, False):
+            record.status = response.status
+        return response
+
+    def _faulty(self, route: str, handler: Handler) -> Handler:
+        """Wrap a route handler so the route's next injected fault (if any) applies to it.
+
+        A status fault answers before auth is checked: it models a gateway in front of the API.
+        """
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            queue = self._faults[route]
+            fault = queue.popleft() if queue else None
+            if fault is not None and fault.kind is _FaultKind.STATUS:
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(math.ceil(fault.retry_after))
+                return _envelope(fault.code, fault.message, **headers)
+            if fault is not None and fault.kind is _FaultKind.REDIRECT:
+                return web.Response(status=fault.code, headers={"Location": fault.location})
+            # Delay, drop, malformed and status_after_create all model a request the server
+            # fully processed.
+            response = await handler(request)
+            if fault is None:
+                return response
+            if fault.kind is _FaultKind.STATUS_AFTER_CREATE:
+                return _envelope(fault.code, fault.message)
+            if fault.kind is _FaultKind.DELAY:
+                await asyncio.sleep(fault.seconds)
+                return response
+            if fault.kind is _FaultKind.DROP:
+                request[_DROPPED] = True
+                if request.transport is not None:
+                    request.transport.abort()
+                return response  # never reaches the client: the socket is gone
+            return web.Response(
+                status=200, text='{"code": 200, "data": {"id": ', content_type="application/json"
+            )
+
+        return wrapped
+
+    def _ok(self, data: Any) -> web.Response:
+        if not self.send_success_code:
+            return web.json_response({"data": data})
+        return web.json_response({"code": 200, "message": "success", "data": data})
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _envelope(401, "Unauthorized: invalid or missing API key")
+        return None
+
+    async def _json_call(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """The JSON body of an authorized API call, or the error reply the API gives."""
+        if (denied := self._unauthorized(request)) is not None:
+            return None, denied
+        try:
+            return await request.json(), None
+        except ValueError:
+            return None, _envelope(400, "request body is not valid JSON")
+
+    # -- routes ----------------------------------------------------------------------------
+
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
+        if (problem := _validate(body)) is not None:
+            return _envelope(400, problem)
+        if self.max_concurrent is not None and self.running_count >= self.max_concurrent:
+            return _envelope(429, "too many running tasks", **{"Retry-After": "1"})
+        behaviour = self._behaviours.popleft() if self._behaviours else TaskBehaviour.ok()
+        task = self._create_task(body, behaviour, MODEL_PATH, None)
+        self.submissions.append(Submission(task_id=task.id, body=body, at=task.created))
+        # Overlap only grows when a task starts, so sampling here gives the exact maximum.
+        self.max_running_seen = max(self.max_running_seen, self.running_count)
+        return self._ok(task.to_data(self.base_url))
+
+    def _create_task(
+        self, body: dict[str, Any], behaviour: TaskBehaviour, model: str, wall: float | None
+    ) -> FakeTask:
+        task_id = f"task-{next(self._ids):04d}-{uuid.uuid4().hex[:8]}"
+        clock_now = self.clock()
+        wall = clock_now if wall is None else wall
+        wall_ns = _to_ns(wall)
+        task = FakeTask(
+            id=task_id,
+            body=body,
+            behaviour=behaviour,
+            created=time.monotonic() - max(0.0, clock_now - wall),  # an old task is further on
+            created_at=_wavespeed_time(wall_ns),
+            processing_after=self.processing_after,
+            complete_after=(
+                behaviour.complete_after
+                if behaviour.complete_after is not None
+                else self.complete_after
+            ),
+            model=model,
+            wall_ns=wall_ns,
+        )
+        self.tasks[task_id] = task
+        return task
+
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
+        query = _HistoryQuery.parse(body)
+        if isinstance(query, str):
+            return _envelope(400, query)
+        self.history_queries.append(body)
+        horizon = _to_ns(self.clock()) - HISTORY_DAYS * 86_400 * _NS
+        tasks = list(self.tasks.values())
+        # Newest first; of equal timestamps, the one created later first.
+        order = sorted(range(len(tasks)), key=lambda i: (tasks[i].wall_ns, i), reverse=True)
+        listed = []
+        for task in (tasks[i] for i in order):
+            if task.wall_ns < horizon or not query.admits(task):
+                continue
+            data = task.to_data(self.base_url)  # status read once: filter and item agree
+            if query.status_admits(data["status"]):
+                listed.append(data)
+        start = (query.page - 1) * query.page_size
+        return self._ok({"page": query.page, "total": len(listed),
+                         "items": listed[start:start + query.page_size]})
+
+    async def _result(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        task = self.tasks.get(request.match_info["task_id"])
+        if task is None:
+            return _envelope(404, "prediction not found")
+        return self._ok(task.to_data(self.base_url))
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        if not request.content_type.startswith("multipart/"):
+            return _envelope(400, "file: expected a multipart/form-data upload")
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return _envelope(400, "file: multipart field 'file' is required")
+        data = upload.file.read()
+        if len(data) > MAX_UPLOAD_BYTES:
+            return _envelope(400, "file: larger than 100 MB")
+        token = uuid.uuid4().hex
+        self.uploads[token] = data
+        name = upload.filename or "upload.bin"
+        return self._ok({"download_url": f"{self.base_url}/media/{token}/{quote(name)}"})
+
+    async def _upload_ticket(self, request: web.Request) -> web.StreamResponse:
+        if not self.direct_uploads:
+            return await self._unknown(request)
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
+        if not isinstance(body, dict):
+            return _envelope(400, "body must be a JSON object")
+        filename, size, content_type = (body.get(k) for k in ("filename", "size", "content_type"))
+        if not isinstance(filename, str) or not filename.strip():
+            return _envelope(400, "filename: is required")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            return _envelope(400, "size: must be a whole number of bytes, at least 1")
+        if size > MAX_UPLOAD_BYTES:
+            return _envelope(400, "size: larger than 100 MB")
+        if content_type is not None and not isinstance(content_type, str):
+            return _envelope(400, "content_type: must be a string")
+        token = uuid.uuid4().hex
+        ticket = FakeUpload(token, filename, size, content_type, secrets.token_hex(8))
+        self.upload_tickets[token] = ticket
+        headers = {"Content-Type": content_type} if content_type else {}
+        kind = (content_type or "application/octet-stream").split("/", 1)[0]
+        return self._ok({
+            "type": kind,
+            "filename": filename,
+            "size": size,
+            "download_url": f"{self.base_url}/media/{token}/{quote(filename)}",
+            "upload": {
+                "method": "PUT",
+                "url": f"{self.base_url}/storage/{token}?signature={ticket.signature}",
+                "headers": headers,
+            },
+        })
+
+    async def _upload_put(self, request: web.Request) -> web.StreamResponse:
+        # Object storage, not the API: it answers like S3 would to a presigned PUT.
+        ticket = self.upload_tickets.get(request.match_info["token"])
+        if ticket is None or request.query.get("signature") != ticket.signature:
+            return _envelope(403, "signature does not match")
+        if "Authorization" in request.headers:
+            return _envelope(400, "only one auth mechanism allowed: presigned URL or header")
+        if ticket.content_type and request.headers.get("Content-Type") != ticket.content_type:
+            return _envelope(403, "signature does not match: Content-Type differs")
+        length = request.content_length
+        if length is None:
+            return _envelope(411, "Content-Length is required")
+        if length > MAX_UPLOAD_BYTES:
+            return _envelope(413, "larger than 100 MB")
+        if length != ticket.size:
+            return _envelope(400, f"{length} bytes sent, {ticket.size} declared")
+        data = await request.read()
+        self.uploads[ticket.token] = data
+        ticket.put = True
+        return web.Response(status=200)
+
+    async def _balance(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        return self._ok({"balance": self.balance_usd})
+
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        return _envelope(404, f"no route {request.method} {request.path}")
+
+    async def _output(self, request: web.Request) -> web.StreamResponse:
+        # No auth check: output URLs model a CDN on another host.
+        task = self.tasks.get(request.match_info["task_id"])
+        if task is None or task.status() != "completed":
+            return _envelope(404, "no such output")
+        outcome = task.behaviour.outcome
+        if outcome is _Outcome.OUTPUT_MISSING:
+            return _envelope(404, "output expired")
+        if outcome is _Outcome.HUGE:
+            size = task.behaviour.size_bytes
+            # An async-iterable body is streamed chunk by chunk; the explicit Content-Length
+            # replaces chunked encoding so clients can refuse before reading anything.
+            return web.Response(
+                body=_zeros(size),
+                content_type="video/mp4",
+                headers={"Content-Length": str(size)},
+            )
+        return web.Response(body=make_mp4(), content_type="video/mp4")
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        data = self.uploads.get(request.match_info["token"])
+        if data is None:
+            return _envelope(404, "no such media")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def _zeros(size: int) -> AsyncIterator[bytes]:
+    chunk = bytes(_CHUNK)
+    remaining = size
+    while remaining > 0:
+        take = min(remaining, _CHUNK)
+        yield chunk if take == _CHUNK else chunk[:take]
+        remaining -= take
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_ns(wall: float) -> int:
+    """Unix seconds as integer nanoseconds (whole seconds stay exact, unlike wall * 1e9)."""
+    seconds = math.floor(wall)
+    return seconds * _NS + round((wall - seconds) * _NS)
+
+
+def _wavespeed_time(wall_ns: int) -> str:
+    """As WaveSpeed writes created_at: UTC, 9 fractional digits, Z."""
+    seconds, nanos = divmod(wall_ns, _NS)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+@dataclass(frozen=True)
+class _HistoryQuery:
+    page: int
+    page_size: int
+    model: str | None
+    status: str | None
+    after_ns: int | None  # created at or after
+    before_ns: int | None  # created before
+
+    @classmethod
+    def parse(cls, body: Any) -> _HistoryQuery | str:
+        """The history body, or a message naming the bad field."""
+        if not isinstance(body, dict):
+            return "body must be a JSON object"
+        page, page_size = body.get("page"), body.get("page_size")
+        if not _is_int(page) or page < 1:
+            return "page: is required and must be an integer of at least 1"
+        if not _is_int(page_size) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            return f"page_size: is required and must be an integer from 1 to {MAX_PAGE_SIZE}"
+        model, status = body.get("model"), body.get("status")
+        if model is not None and not isinstance(model, str):
+            return "model: must be a string"
+        if status is not None and status not in HISTORY_STATUSES:
+            return f"status: must be one of {', '.join(HISTORY_STATUSES)}"
+        bounds: list[int | None] = []
+        for name in ("created_after", "created_before"):
+            value = body.get(name)
+            moment = _iso_ns(value) if isinstance(value, str) else None
+            if value is not None and moment is None:
+                return f"{name}: must be an ISO 8601 date-time such as 2023-10-01T00:00:00Z"
+            bounds.append(moment)
+        return cls(page, page_size, model, status, bounds[0], bounds[1])
+
+    def admits(self, task: FakeTask) -> bool:
+        return (
+            (self.model is None or task.model == self.model)
+            and (self.after_ns is None or task.wall_ns >= self.after_ns)
+            and (self.before_ns is None or task.wall_ns < self.before_ns)
+        )
+
+    def status_admits(self, reported: str) -> bool:
+        if self.status == "processing":
+            return reported in ("created", "processing")
+        return self.status is None or reported == self.status
+
+
+def _iso_ns(text: str) -> int | None:
+    """An ISO 8601 date-time as ns since the epoch (no offset: UTC); None if unparsable.
+    Deliberately not wavespeed.models.parse_timestamp: the fake must not share the client's
+    bugs. Python 3.11's fromisoformat takes Z and truncates fractions past 6 digits."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _validate(body: Any) -> str | None:
+    """The contract's submit rules; returns a message naming the bad field, or None."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    videos = body.get("videos")
+    if not isinstance(videos, list) or not 1 <= len(videos) <= MAX_VIDEOS:
+        return f"videos: must be an array of 1 to {MAX_VIDEOS} URLs"
+    if not all(isinstance(v, str) and v.startswith(("http://", "https://")) for v in videos):
+        return "videos: every item must be an http(s) URL string"
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return "prompt: is required and must not be empty"
+    for name in ("negative_prompt", "audio"):
+        if name in body and not isinstance(body[name], str):
+            return f"{name}: must be a string"
+    if body.get("size", SIZES[0]) not in SIZES:
+        return f"size: must be one of {', '.join(SIZES)}"
+    duration = body.get("duration", 5)
+    if not _is_int(duration) or duration not in DURATIONS:
+        return "duration: must be 5 or 10"
+    if body.get("shot_type", "single") not in SHOT_TYPES:
+        return "shot_type: must be single or multi"
+    if not isinstance(body.get("enable_prompt_expansion", False), bool):
+        return "enable_prompt_expansion: must be a boolean"
+    seed = body.get("seed", -1)
+    if not _is_int(seed) or not SEED_MIN <= seed <= SEED_MAX:
+        return f"seed: must be an integer from {SEED_MIN} to {SEED_MAX}"
+    return None
+
+
+__all__ = [
+    "FakeTask",
+    "FakeUpload",
+    "FakeWaveSpeed",
+    "Fault",
+    "RecordedRequest",
+    "Submission",
+    "TaskBehaviour",
+]
