@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import discord
 from discord.ext import commands
+from yarl import URL
 
 from admission.gatekeeper import Gatekeeper
 from admission.input_rules import InputLimits
@@ -40,7 +41,8 @@ from discord_layer.text import NO_PINGS
 from discord_layer.tree import ErrorReportingTree
 from engine.engine import EngineLimits, JobEngine
 from engine.leadership import Leadership
-from storage.bot_state import BotState
+from simulator.service import SimulatedService
+from storage.bot_state import BotState, ModeConflict, claim_mode
 from storage.credits import CreditStore
 from storage.database import Database, LeaseLost
 from storage.guild_settings import GuildSettingsStore
@@ -83,6 +85,7 @@ class Ref2VideoBot(commands.Bot):
                          tree_cls=ErrorReportingTree, allowed_mentions=NO_PINGS,
                          guild_ready_timeout=guild_ready_timeout, max_messages=None)
         self.settings = settings
+        self.simulated = settings.simulated  # every message says so (discord_layer/text.py)
         self.db = db
         self._wavespeed = wavespeed
         self._limits = limits or engine_limits(settings)
@@ -321,6 +324,7 @@ async def run(settings: Settings) -> None:
             try:
                 if lease_ready:
                     await db.migrate()  # ours now: fenced like every write
+                await claim_mode(db, settings.wavespeed_mode, settings.database_path)
                 await _run_bot(settings, db, stopper)
             except Exception as exc:
                 if leadership.lost is None:
@@ -340,16 +344,46 @@ async def run(settings: Settings) -> None:
 
 async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
-                                    settings.wavespeed_base_url,
-                                    output_http_hosts=settings.output_http_hosts)
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
+        if settings.simulated:
+            # The same client, talking HTTP to a simulated WaveSpeed in this process.
+            if settings.wavespeed_api_key is not None:
+                log.warning("WAVESPEED_MODE is SIMULATE: WAVESPEED_API_KEY and "
+                            "WAVESPEED_BASE_URL are not used")
+            sim = await stack.enter_async_context(SimulatedService(
+                speedup=settings.simulate_speedup, tier=settings.simulate_tier,
+                failure_rate=settings.simulate_failure_rate,
+                http_hosts=_reference_hosts(settings)))
+            install_log_redaction([sim.api_key])
+            wavespeed = WaveSpeedClient(session, sim.api_key, sim.base_url,
+                                        output_http_hosts=(*settings.output_http_hosts,
+                                                           sim.host))
+            log.warning("SIMULATE MODE: WaveSpeed is simulated (%s tier, %gx speed, %g%% of "
+                        "tasks fail); nothing is paid and every message says so",
+                        settings.simulate_tier, settings.simulate_speedup,
+                        settings.simulate_failure_rate * 100)
+        else:
+            assert settings.wavespeed_api_key is not None  # Settings requires it when live
+            wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
+                                        settings.wavespeed_base_url,
+                                        output_http_hosts=settings.output_http_hosts)
         bot = Ref2VideoBot(settings, db, wavespeed)
         async with bot:
             stopper.attach(bot)
             if not stopper.requested.is_set():
                 await bot.start(settings.discord_token.reveal())
         await stopper.closed()
+
+
+def _reference_hosts(settings: Settings) -> tuple[str, ...]:
+    """Where simulate mode may download references over plain http: the hosts outputs may
+    come from, and a local Discord's (whose attachments are served by it)."""
+    hosts = list(settings.output_http_hosts)
+    if settings.discord_api_base_url:
+        url = URL(settings.discord_api_base_url)
+        hosts.append(f"{url.host}:{url.port}")
+    return tuple(hosts)
 
 
 def main() -> int:
@@ -359,10 +393,13 @@ def main() -> int:
         print(err, file=sys.stderr)
         return 2
     discord.utils.setup_logging(level=logging.getLevelNamesMapping()[settings.log_level])
-    install_log_redaction([settings.discord_token.reveal(),
-                           settings.wavespeed_api_key.reveal()])
+    install_log_redaction([secret.reveal() for secret in (
+        settings.discord_token, settings.wavespeed_api_key) if secret is not None])
     try:
         asyncio.run(run(settings))
+    except ModeConflict as conflict:
+        log.error("%s", conflict)
+        return 2
     except discord.LoginFailure:
         log.error("Discord refused the token: check DISCORD_TOKEN in .env")
         return 1

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bot_world import BotWorld
 from discord_emulator.emulator import DiscordEmulator
+from tests.bot_world import BotWorld
 from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.harness import wait_for
 from tests.media import make_mp4

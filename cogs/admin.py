@@ -109,8 +109,10 @@ class AdminCog(commands.GroupCog, group_name="admin",
             low = (" ⚠️ below the warning level"
                    if reading.usd < s.settings.wavespeed_balance_warn_usd else "")
             balance = f"${reading.usd:,.2f}{low} · checked <t:{int(reading.at)}:R>"
-        embed.add_field(name="WaveSpeed balance (the operator's account)", value=balance,
-                        inline=False)
+        account = ("WaveSpeed balance (simulated: play money, "
+                   f"{s.settings.simulate_tier.title()} tier limits)" if s.settings.simulated
+                   else "WaveSpeed balance (the operator's account)")
+        embed.add_field(name=account, value=balance, inline=False)
         embed.set_footer(text="Counts delivered and unfinished jobs of this server; refunded "
                          "ones cost nothing and are left out.")
         await reply_private(interaction, embed=embed)

@@ -53,6 +53,15 @@ __all__ = [
 ]
 
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR")
+WAVESPEED_MODES: Final[tuple[str, ...]] = ("LIVE", "SIMULATE")
+SIMULATE_TIERS: Final[tuple[str, ...]] = ("BRONZE", "SILVER", "GOLD")
+
+_KEY_HOW: Final = (
+    "put your API key from the API Keys page of your WaveSpeed account (wavespeed.ai) in "
+    ".env (see .env.example), or set WAVESPEED_MODE=simulate to run against a simulated "
+    "WaveSpeed with no key and no cost (every message then says it is simulated; "
+    "scripts/playground tries that with no Discord account either)"
+)
 
 # Discord caps a slash command's string option at 6000 characters, so MAX_PROMPT_CHARS
 # cannot usefully be higher.
@@ -87,11 +96,25 @@ class Settings:
         "put your bot token from the Discord developer portal "
         "(https://discord.com/developers/applications > your app > Bot > Reset Token) "
         "in .env (see .env.example)"), "bot token from the Discord developer portal"))
-    wavespeed_api_key: Secret = field(metadata=from_env("WAVESPEED_API_KEY", SecretText(
-        "put your API key from the API Keys page of your WaveSpeed account (wavespeed.ai) "
-        "in .env (see .env.example)"), "API key from your WaveSpeed account"))
+    # Needed unless WAVESPEED_MODE=simulate (checked in __post_init__ and load_settings).
+    wavespeed_api_key: Secret | None = field(default=None, metadata=from_env(
+        "WAVESPEED_API_KEY", SecretText(_KEY_HOW, optional=True),
+        "API key from your WaveSpeed account"))
     wavespeed_base_url: str = field(default="https://api.wavespeed.ai", metadata=from_env(
         "WAVESPEED_BASE_URL", Url("https://api.wavespeed.ai"), "WaveSpeed API root"))
+    wavespeed_mode: str = field(default="LIVE", metadata=from_env(
+        "WAVESPEED_MODE", Choice(WAVESPEED_MODES),
+        "LIVE: the paid WaveSpeed API; SIMULATE: a simulated WaveSpeed inside the bot (no key, "
+        "no cost, every message says so)"))
+    simulate_speedup: float = field(default=1.0, metadata=from_env(
+        "SIMULATE_SPEEDUP", Number(at_least=1.0, at_most=1000.0),
+        "simulate mode: how many times faster than real generation tasks finish"))
+    simulate_tier: str = field(default="BRONZE", metadata=from_env(
+        "SIMULATE_TIER", Choice(SIMULATE_TIERS),
+        "simulate mode: the WaveSpeed account tier whose limits are enforced"))
+    simulate_failure_rate: float = field(default=0.0, metadata=from_env(
+        "SIMULATE_FAILURE_RATE", Number(at_least=0.0, at_most=1.0),
+        "simulate mode: the share of tasks that fail, from 0 to 1"))
     discord_api_base_url: str | None = field(default=None, metadata=from_env(
         "DISCORD_API_BASE_URL",
         Url("http://127.0.0.1:8080/api/v10", "to use the real Discord API", api_path=True),
@@ -162,8 +185,12 @@ class Settings:
         # The parts of the price table ("prices.p720_5s") are checked by PriceTable itself.
         own = [row for row in SETTINGS_TABLE if "." not in row.attr]
         for row in own:
-            if isinstance(row.kind, SecretText) and not isinstance(getattr(self, row.attr), Secret):
+            value = getattr(self, row.attr)
+            if isinstance(row.kind, SecretText) and not isinstance(value, Secret) and not (
+                    row.kind.optional and value is None):
                 raise TypeError(f"Settings.{row.attr} must be a Secret, so it is never printed")
+        if (problem := _needs_key(self.wavespeed_mode, self.wavespeed_api_key)) is not None:
+            raise ValueError(f"invalid Settings: {problem}")
         wrong = [
             f"{row.attr} must be {complaint}"
             for row in own
@@ -171,6 +198,11 @@ class Settings:
         ]
         if wrong:
             raise ValueError("invalid Settings: " + "; ".join(wrong))
+
+    @property
+    def simulated(self) -> bool:
+        """WaveSpeed is simulated inside the bot (simulator/): nothing is paid."""
+        return self.wavespeed_mode == "SIMULATE"
 
 
 # Every setting, in the order of .env.example, and the variables they are read from.
@@ -243,11 +275,25 @@ def load_settings(
     merged.update({key: value for key, value in environment.items() if value.strip()})
 
     values: dict[str, object] = {}
+    key_at = 0  # where the missing key's problem goes, to keep .env.example's order
     for row in SETTINGS_TABLE:
+        if row.attr == "wavespeed_api_key":
+            key_at = len(problems)
         try:
             values[row.attr] = row.read(merged)
         except Invalid as problem:
             problems.append(f"{row.env} {problem}")
+    # Only when both were read: a bad value has been reported already.
+    if {"wavespeed_mode", "wavespeed_api_key"} <= values.keys() and (missing := _needs_key(
+            values["wavespeed_mode"], values["wavespeed_api_key"])) is not None:
+        problems.insert(key_at, missing)
     if problems:
         raise SettingsError(problems, env_file=env_file)
     return build(Settings, values)
+
+
+def _needs_key(mode: object, key: object) -> str | None:
+    """The one rule across settings: the paid API needs its key."""
+    if mode == "LIVE" and key is None:
+        return f"WAVESPEED_API_KEY is not set: {_KEY_HOW}"
+    return None

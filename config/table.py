@@ -256,9 +256,11 @@ class Choice(Kind):
 
 @dataclass(frozen=True)
 class SecretText(Kind):
-    """A required secret, read into a `Secret`; `how` says where to get it."""
+    """A secret, read into a `Secret`; `how` says where to get it. Required unless
+    `optional` (then unset is None, and a rule elsewhere says when it is needed)."""
 
     how: str
+    optional: bool = False
 
     def read(self, text: str, default: Any) -> Secret:
         if any(ch.isspace() for ch in text):
@@ -270,6 +272,8 @@ class SecretText(Kind):
         return Secret(text)
 
     def missing(self, default: Any) -> object:
+        if self.optional:
+            return None
         raise Invalid(f"is not set: {self.how}")
 
 

@@ -141,6 +141,7 @@ class DiscordEmulator:
         self._lost_replies: list[LostReplyRule] = []
         self._refusals: list[RefusalRule] = []
         self._runner: web.AppRunner | None = None
+        self._change_listeners: list[Callable[[str], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,11 +205,36 @@ class DiscordEmulator:
 
     def dispatch(self, event: str, data: dict[str, Any], *, intent: int | None) -> None:
         self.gateway.dispatch(event, data, intent=intent)
+        self._changed(event)
+
+    def on_change(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call `listener(what)` after anything that may change what a Discord client shows:
+        each REST request other than a GET, once answered (what = "METHOD /path"), and each
+        gateway event dispatched - interactions, world building - whether or not the bot
+        asked for it (what = the event's name). For live views such as the playground's.
+        A listener must be quick (set an event, say); one that raises is recorded in
+        `internal_errors`. Returns a function that removes the listener."""
+        self._change_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._change_listeners:
+                self._change_listeners.remove(listener)
+
+        return remove
+
+    def _changed(self, what: str) -> None:
+        for listener in list(self._change_listeners):
+            try:
+                listener(what)
+            except Exception as exc:  # noqa: BLE001 - a view's bug must not break the request it watched
+                self.internal_errors.append(exc)
 
     def add_guild(self, name: str, *, filesize_limit: int = DEFAULT_FILESIZE_LIMIT,
-                  locale: str = "en-US", bot_permissions: int = DEFAULT_BOT_PERMISSIONS) -> Guild:
+                  locale: str = "en-US", bot_permissions: int = DEFAULT_BOT_PERMISSIONS,
+                  guild_id: int | None = None) -> Guild:
+        """`guild_id`: a fixed id (e.g. one kept from an earlier run), else a new one."""
         guild = Guild(self, name, filesize_limit=filesize_limit, locale=locale,
-                      bot_permissions=bot_permissions)
+                      bot_permissions=bot_permissions, guild_id=guild_id)
         self.guilds[guild.id] = guild
         self.dispatch("GUILD_CREATE", guild.payload(), intent=INTENT_GUILDS)
         return guild
@@ -246,6 +272,10 @@ class DiscordEmulator:
 
     def message(self, message_id: int) -> MessageRecord:
         return self._messages[message_id]
+
+    def interaction(self, interaction_id: int) -> InteractionRecord | None:
+        """The interaction with this id (e.g. the one an ephemeral message answers)."""
+        return self._by_id.get(interaction_id)
 
     def command(self, name: str, guild_id: int | None = None) -> dict[str, Any] | None:
         return next((c for c in self.commands.get(guild_id, []) if c["name"] == name), None)
@@ -381,12 +411,14 @@ class DiscordEmulator:
         except web.HTTPException as exc:  # aiohttp's own (e.g. a body over client_max_size)
             response = json_response({"message": f"{exc.status}: {exc.reason}", "code": 0},
                                      exc.status)
-        except Exception as exc:  # a payload the emulator cannot handle: a 400, not a 500
+        except Exception as exc:  # noqa: BLE001 - a payload it cannot handle: a 400, not a 500
             # that discord.py would retry for 25 s; tests can assert `internal_errors` is empty.
             self.internal_errors.append(exc)
             record.code = 50035
             response = json_response({"message": f"emulator: {exc!r}", "code": 50035}, 400)
         record.status = response.status
+        if request.method != "GET":
+            self._changed(f"{request.method} {request.path}")
         return response
 
     def _forced_429(self, request: web.Request, record: RequestRecord) -> web.Response | None:

@@ -44,6 +44,7 @@ class Perm:
 
     CREATE_INSTANT_INVITE = 1 << 0
     ADMINISTRATOR = 1 << 3
+    MANAGE_GUILD = 1 << 5  # "Manage Server": who the bot counts as a moderator
     ADD_REACTIONS = 1 << 6
     VIEW_CHANNEL = 1 << 10
     SEND_MESSAGES = 1 << 11
@@ -327,10 +328,11 @@ class Thread:
 
 class Guild:
     def __init__(
-        self, host: WorldHost, name: str, *, filesize_limit: int, locale: str, bot_permissions: int
+        self, host: WorldHost, name: str, *, filesize_limit: int, locale: str, bot_permissions: int,
+        guild_id: int | None = None,
     ) -> None:
         self.host = host
-        self.id = host.next_id()
+        self.id = host.next_id() if guild_id is None else guild_id
         self.name = name
         self.filesize_limit = filesize_limit
         self.locale = locale
@@ -368,21 +370,26 @@ class Guild:
 
     def add_text_channel(
         self, name: str, *, nsfw: bool = False, bot_can_create_threads: bool = True,
-        bot_can_send: bool = True, bot_can_attach: bool = True,
+        bot_can_send: bool = True, bot_can_attach: bool = True, channel_id: int | None = None,
     ) -> Channel:
+        """`channel_id`: a fixed id (e.g. one kept from an earlier run), else a new one."""
         deny = 0 if bot_can_send else Perm.SEND_MESSAGES
         if not bot_can_create_threads:
             deny |= Perm.CREATE_PUBLIC_THREADS | Perm.CREATE_PRIVATE_THREADS
         if not bot_can_attach:
             deny |= Perm.ATTACH_FILES
-        channel = Channel(self.host.next_id(), self, name, len(self.channels), nsfw, deny)
+        cid = self.host.next_id() if channel_id is None else channel_id
+        channel = Channel(cid, self, name, len(self.channels), nsfw, deny)
         self.channels[channel.id] = channel
         self.host.register_channel(channel)
         self.host.dispatch("CHANNEL_CREATE", channel.payload(), intent=INTENT_GUILDS)
         return channel
 
-    def add_role(self, name: str, *, permissions: int = 0, mentionable: bool = False) -> Role:
-        role = Role(self.host.next_id(), self.id, name, permissions, len(self.roles), mentionable)
+    def add_role(self, name: str, *, permissions: int = 0, mentionable: bool = False,
+                 role_id: int | None = None) -> Role:
+        """`role_id`: a fixed id (e.g. one kept from an earlier run), else a new one."""
+        rid = self.host.next_id() if role_id is None else role_id
+        role = Role(rid, self.id, name, permissions, len(self.roles), mentionable)
         self.roles[role.id] = role
         self.host.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.id), "role": role.payload()},
                            intent=INTENT_GUILDS)

@@ -8,7 +8,7 @@ import logging
 
 import discord
 
-from discord_layer.text import NO_PINGS, credits_text, describe_settings, shorten
+from discord_layer.text import NO_PINGS, credits_text, describe_settings, shorten, stamped
 from money.prices import PriceTable
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import Job, JobState
@@ -30,7 +30,8 @@ class AuditLog:
         channel = self._client.get_partial_messageable(settings.audit_channel_id,
                                                        guild_id=guild_id)
         try:
-            await channel.send(shorten(text, 2000), allowed_mentions=NO_PINGS)
+            await channel.send(stamped(shorten(text, 2000), self._client),
+                               allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.warning("guild %d: audit post failed (%s %s)", guild_id, exc.status, exc.code)
 

@@ -29,7 +29,7 @@ from admission.server_rules import nsfw_action, nsfw_charged
 from discord_layer.audit import AuditLog
 from discord_layer.buttons import RESULT_ID, WITHHELD_ID, result_view, withheld_view
 from discord_layer.status import StatusBoard
-from discord_layer.text import NO_PINGS, credits_text, job_link, only_pinging, quote
+from discord_layer.text import NO_PINGS, credits_text, job_link, only_pinging, quote, stamped
 from engine.delivery import Clip, DeliveryError, DeliveryWithheld
 from money.prices import PriceTable
 from storage.guild_settings import GuildSettings, GuildSettingsStore
@@ -200,7 +200,8 @@ class DiscordDelivery:
         if view is not None:
             extra["view"] = view
         try:
-            return await target.send(content, allowed_mentions=only_pinging(job.user_id),
+            return await target.send(stamped(content, self._client),
+                                     allowed_mentions=only_pinging(job.user_id),
                                      nonce=nonce(job.id, kind), **extra)
         except discord.Forbidden as exc:
             raise DeliveryError(f"the bot may not post there ({exc.code})", permanent=True

@@ -19,7 +19,7 @@ from discord_layer.checks import is_moderator
 from discord_layer.errors import report_error
 from discord_layer.job_starter import JobStarter
 from discord_layer.replies import reply_private
-from discord_layer.text import credits_text
+from discord_layer.text import credits_text, stamped
 from engine.engine import JobEngine
 from money.prices import PriceTable
 from storage.jobs import Job, JobState, JobStore
@@ -78,7 +78,8 @@ class JobActions:
 
     async def decline(self, interaction: discord.Interaction, token: str) -> None:
         answer = await self._starter.decline(interaction, token)
-        await interaction.response.edit_message(content=answer, view=None)
+        await interaction.response.edit_message(content=stamped(answer, interaction.client),
+                                                view=None)
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         job = await self._job_for(interaction, job_id, moderators=False)

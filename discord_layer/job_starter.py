@@ -23,7 +23,7 @@ from discord_layer.audit import AuditLog
 from discord_layer.buttons import CONFIRM_SECONDS, confirm_view, queued_view
 from discord_layer.errors import UserFacingError
 from discord_layer.replies import reply_private
-from discord_layer.status import StatusBoard, status_embed
+from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS, credits_text, job_link, thread_name
 from engine.engine import JobEngine
 from money.prices import PriceTable
@@ -239,7 +239,7 @@ class JobStarter:
                            ) -> tuple[int, int | None]:
         """Post the job's status message and start its thread where it can: the message's
         id, and the thread's (None: the job is delivered right in `channel`)."""
-        message = await channel.send(embed=status_embed(job, None, self.prices),
+        message = await channel.send(embed=self.board.embed(job, None),
                                      view=queued_view(job.id), allowed_mentions=NO_PINGS)
         if not isinstance(channel, discord.TextChannel):
             return message.id, None  # already a thread (or a channel without threads)

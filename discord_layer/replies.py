@@ -6,7 +6,7 @@ import logging
 
 import discord
 
-from discord_layer.text import NO_PINGS
+from discord_layer.text import NO_PINGS, stamp_embed, stamped
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,10 @@ async def reply_private(
     """An ephemeral answer that pings no one: the first response if none was sent yet,
     otherwise a follow-up (which replaces a deferred "thinking..." message)."""
     missing = discord.utils.MISSING
+    if embed is not None:
+        embed = stamp_embed(embed, interaction.client)
+    else:
+        content = stamped(content, interaction.client)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(

@@ -19,7 +19,14 @@ import discord
 
 from discord_layer.buttons import queued_view
 from discord_layer.owned_task import OwnedTask
-from discord_layer.text import NO_PINGS, credits_text, describe_settings, quote, timestamp
+from discord_layer.text import (
+    NO_PINGS,
+    credits_text,
+    describe_settings,
+    quote,
+    stamp_embed,
+    timestamp,
+)
 from money.prices import PriceTable
 from storage.jobs import Job, JobState
 
@@ -148,6 +155,10 @@ class StatusBoard:
             if job.state.is_terminal:
                 self._tracked.pop(job.id, None)
 
+    def embed(self, job: Job, position: int | None) -> discord.Embed:
+        """The job's status embed as this bot posts it (marked in simulate mode)."""
+        return stamp_embed(status_embed(job, position, self._prices), self._client)
+
     async def _edit(self, job: Job, position: int | None) -> bool:
         """False when worth trying again later."""
         assert job.status_message_id is not None  # update() tracks no other job
@@ -156,7 +167,7 @@ class StatusBoard:
         try:
             # Cancel only makes sense while queued; later edits drop the button.
             view = queued_view(job.id) if job.state is JobState.QUEUED else None
-            await message.edit(embed=status_embed(job, position, self._prices), view=view,
+            await message.edit(embed=self.embed(job, position), view=view,
                                allowed_mentions=NO_PINGS)
         except discord.NotFound:
             log.info("job %d: its status message is gone; no longer updating it", job.id)

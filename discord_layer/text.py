@@ -28,6 +28,42 @@ def only_pinging(user_id: int) -> discord.AllowedMentions:
                                    users=[discord.Object(user_id)])
 
 
+# Simulate mode (WAVESPEED_MODE=simulate): every message the bot posts carries this.
+SIMULATED_NOTE = "🧪 Simulated: made locally, not by WaveSpeed; the operator pays nothing"
+
+
+def simulated(client: discord.Client) -> bool:
+    """Whether this bot runs in simulate mode (`Ref2VideoBot.simulated`)."""
+    return getattr(client, "simulated", False) is True
+
+
+def stamped(content: str | None, client: discord.Client, limit: int = 2000) -> str | None:
+    """`content` with the simulate-mode note as its last line (within `limit`); unchanged
+    outside simulate mode."""
+    if not simulated(client):
+        return content
+    note = f"-# {SIMULATED_NOTE}"
+    if not content:
+        return note
+    return f"{shorten(content, limit - len(note) - 1)}\n{note}"
+
+
+def stamp_embed(embed: discord.Embed, client: discord.Client) -> discord.Embed:
+    """`embed` with the simulate-mode note, whole, at the end of its footer (once), within
+    Discord's 2,048 characters a footer and 6,000 an embed may hold (the description gives
+    way); unchanged outside simulate mode."""
+    footer = embed.footer.text or ""
+    if not simulated(client) or footer.endswith(SIMULATED_NOTE):
+        return embed
+    tail = f" · {SIMULATED_NOTE}" if footer else SIMULATED_NOTE
+    footer = shorten(footer, 2048 - len(tail)) if footer else ""
+    over = len(embed) - len(embed.footer.text or "") + len(footer) + len(tail) - 6000
+    if over > 0 and embed.description:
+        embed.description = shorten(embed.description, max(1, len(embed.description) - over))
+    embed.set_footer(text=footer + tail)
+    return embed
+
+
 def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 

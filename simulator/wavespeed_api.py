@@ -1,7 +1,16 @@
-"""FakeWaveSpeed: a real aiohttp server on 127.0.0.1 speaking the WAN 2.6 contract.
+"""SimulatedWaveSpeed: a real aiohttp server on 127.0.0.1 speaking the WAN 2.6 contract.
 
-Task state is derived from time.monotonic() elapsed since creation, so the server needs no
-background tasks. Faults are injected per route and consumed one per request, FIFO.
+It is the bot's simulate mode (WAVESPEED_MODE=simulate; simulator/service.py starts it inside
+the bot's process) and, with fast timing and tiny outputs, the tests' fake WaveSpeed
+(tests/fakes/wavespeed.py). The bot's real client talks to it over HTTP, so everything the
+client does is exercised as against the paid API.
+
+Task state is derived from time.monotonic() elapsed since creation. A `planner` decides how
+a new task behaves (timing, outcome) from its request; a `renderer` makes its output video
+while it runs (a task is completed only once its output exists, and fails if rendering
+does); without one, `static_output` is served. Tier limits: `max_concurrent` running tasks
+and `submits_per_minute` (429 with Retry-After beyond them). Faults are injected per route
+and consumed one per request, FIFO.
 
 Uploads speak both protocols: the SDK's direct upload (`POST /api/v3/media/uploads` for a
 ticket, then a `PUT` of the bytes to a presigned-style `/storage/{token}?signature=...` URL,
@@ -11,7 +20,7 @@ size other than the declared one and anything over 100 MB) and the older multipa
 the former.
 
 History: `POST /api/v3/predictions` lists the tasks newest first, only those created in the
-last 7 days by `FakeWaveSpeed.clock` (the wall clock, time.time unless a test replaces it),
+last 7 days by `SimulatedWaveSpeed.clock` (the wall clock, time.time unless a test replaces it),
 with WaveSpeed's filters and paging. `add_foreign_task` plants tasks that were not made through
 submit (website tasks, other models' tasks, old ones): listed and pollable, not in
 `submissions`.
@@ -38,12 +47,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import TracebackType
-from typing import Any, TypeGuard
+from typing import Any, Self, TypeGuard
 from urllib.parse import quote
 
 from aiohttp import web
 
-from tests.media import make_mp4  # TODO(move)
 from wavespeed.models import (
     DURATIONS,
     HISTORY_STATUSES,
@@ -62,6 +70,7 @@ ROUTES = frozenset(
 )
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the contract's 100 MB video limit
 MAX_PAGE_SIZE = 100
+MAX_KEPT_OUTPUT_BYTES = 256 * 1024 * 1024  # with output_ttl: rendered outputs in memory
 HISTORY_DAYS = 7  # WaveSpeed lists only the past 7 days
 _NS = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,6 +78,15 @@ _CHUNK = 64 * 1024
 _DROPPED = web.RequestKey("dropped", bool)  # marks a request answered by Fault.drop
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# How a new task behaves, from its submit body (when no behaviour was queued for it).
+Planner = Callable[[dict[str, Any]], "TaskBehaviour"]
+# Makes a task's output video (raises RenderError when it cannot).
+Renderer = Callable[["SimTask"], Awaitable[bytes]]
+
+
+class RenderError(Exception):
+    """A task's output cannot be made (say, a reference does not decode): the task fails
+    with str() as its error, as the real model fails on an unusable reference."""
 
 
 class _FaultKind(Enum):
@@ -137,13 +155,15 @@ class TaskBehaviour:
     outcome: _Outcome
     complete_after: float | None = None
     message: str = ""
+    processing_after: float | None = None  # None: the server's
     size_bytes: int = 0
     waiting_status: str | None = None  # reported instead of created/processing
     failed_status: str = "failed"  # reported when the outcome is FAIL
 
     @classmethod
-    def ok(cls, *, complete_after: float | None = None) -> TaskBehaviour:
-        return cls(_Outcome.OK, complete_after)
+    def ok(cls, *, complete_after: float | None = None,
+           processing_after: float | None = None) -> TaskBehaviour:
+        return cls(_Outcome.OK, complete_after, processing_after=processing_after)
 
     @classmethod
     def fail(
@@ -152,9 +172,11 @@ class TaskBehaviour:
         *,
         complete_after: float | None = None,
         status: str = "failed",
+        processing_after: float | None = None,
     ) -> TaskBehaviour:
         """Ends reporting `status`: failed, or cancelled/timeout/deleted as WaveSpeed may."""
-        return cls(_Outcome.FAIL, complete_after, message=message, failed_status=status)
+        return cls(_Outcome.FAIL, complete_after, message=message, failed_status=status,
+                   processing_after=processing_after)
 
     def waiting_as(self, status: str) -> TaskBehaviour:
         """The same behaviour, reporting `status` (e.g. pending, queued) until it ends."""
@@ -162,12 +184,13 @@ class TaskBehaviour:
 
     @classmethod
     def never(cls, *, complete_after: float | None = None) -> TaskBehaviour:
-        """Stays processing until FakeWaveSpeed.finish_task (complete_after is ignored)."""
+        """Stays processing until SimulatedWaveSpeed.finish_task (complete_after is ignored)."""
         return cls(_Outcome.NEVER, complete_after)
 
     @classmethod
-    def nsfw(cls, *, complete_after: float | None = None) -> TaskBehaviour:
-        return cls(_Outcome.NSFW, complete_after)
+    def nsfw(cls, *, complete_after: float | None = None,
+             processing_after: float | None = None) -> TaskBehaviour:
+        return cls(_Outcome.NSFW, complete_after, processing_after=processing_after)
 
     @classmethod
     def huge(cls, size_bytes: int, *, complete_after: float | None = None) -> TaskBehaviour:
@@ -179,7 +202,7 @@ class TaskBehaviour:
 
 
 @dataclass
-class FakeTask:
+class SimTask:
     id: str
     body: dict[str, Any]
     behaviour: TaskBehaviour
@@ -189,7 +212,11 @@ class FakeTask:
     complete_after: float
     finished_at: float | None = None  # set by finish_task
     model: str = MODEL_PATH
-    wall_ns: int = 0  # creation on FakeWaveSpeed.clock, in ns since the epoch (for history)
+    wall_ns: int = 0  # creation on SimulatedWaveSpeed.clock, in ns since the epoch (for history)
+    # With a renderer: the output once made, or why it could not be (the task then fails).
+    rendering: bool = False
+    output: bytes | None = None
+    render_error: str | None = None
 
     def end_time(self) -> float:
         """Monotonic time the task leaves created/processing (inf while it never ends)."""
@@ -202,7 +229,11 @@ class FakeTask:
     def status(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
         if now >= self.end_time():
-            return "failed" if self.behaviour.outcome is _Outcome.FAIL else "completed"
+            if self.behaviour.outcome is _Outcome.FAIL or self.render_error is not None:
+                return "failed"
+            if self.rendering:
+                return "processing"  # as WaveSpeed: completed only once the output exists
+            return "completed"
         if now - self.created >= self.processing_after:
             return "processing"
         return "created"
@@ -227,13 +258,13 @@ class FakeTask:
             "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
             "has_nsfw_contents": [self.behaviour.outcome is _Outcome.NSFW] if done else [],
             "created_at": self.created_at,
-            "error": self.behaviour.message if status == "failed" else "",
+            "error": (self.render_error or self.behaviour.message) if status == "failed" else "",
             "timings": {"inference": round(self.complete_after * 1000) if done else 0},
         }
 
 
 @dataclass
-class FakeUpload:
+class SimUpload:
     """A direct upload the fake handed out: the PUT must match what was declared."""
 
     token: str
@@ -266,7 +297,7 @@ def _envelope(code: int, message: str, data: Any = None, **headers: str) -> web.
     return web.json_response(body, status=code, headers=headers or None)
 
 
-class FakeWaveSpeed:
+class SimulatedWaveSpeed:
     def __init__(
         self,
         *,
@@ -274,18 +305,34 @@ class FakeWaveSpeed:
         processing_after: float = 0.02,
         complete_after: float = 0.1,
         max_concurrent: int | None = None,
+        submits_per_minute: int | None = None,
+        planner: Planner | None = None,
+        renderer: Renderer | None = None,
+        prices_usd: Callable[[dict[str, Any]], float] | None = None,
+        output_ttl: float | None = None,
+        record_requests: bool = True,
     ) -> None:
         self.api_key = api_key
         self.processing_after = processing_after
         self.complete_after = complete_after
         self.max_concurrent = max_concurrent
+        self.submits_per_minute = submits_per_minute
+        self.planner = planner
+        self.renderer = renderer
+        # Charged at submit and refunded when the task fails, as WaveSpeed does (it refunds
+        # failed tasks later); None: the balance never moves.
+        self.prices_usd = prices_usd
+        self.output_ttl = output_ttl  # seconds a finished task's output is kept; None: forever
+        self.record_requests = record_requests  # False: a long-running simulation keeps no log
+        self.static_output = b""  # served for a completed task without a rendered output
+        self.top_up_usd = 0.0  # added to the balance when a submit would exceed it
         self.base_url = ""
         self.balance_usd = 100.0
         self.submissions: list[Submission] = []
-        self.tasks: dict[str, FakeTask] = {}
+        self.tasks: dict[str, SimTask] = {}
         self.requests: list[RecordedRequest] = []
         self.uploads: dict[str, bytes] = {}  # download token -> stored bytes
-        self.upload_tickets: dict[str, FakeUpload] = {}  # token -> direct upload
+        self.upload_tickets: dict[str, SimUpload] = {}  # token -> direct upload
         self.direct_uploads = True  # False: POST /api/v3/media/uploads is a 404, as on old APIs
         # False: success replies leave out the envelope's "code" and "message" (data only).
         self.send_success_code = True
@@ -297,6 +344,9 @@ class FakeWaveSpeed:
         self._behaviours: collections.deque[TaskBehaviour] = collections.deque()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self._submit_times: collections.deque[float] = collections.deque()  # tier window
+        self._renders: set[asyncio.Task[None]] = set()
+        self._refunded: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -329,11 +379,14 @@ class FakeWaveSpeed:
         self.base_url = f"http://{host}:{port}"
 
     async def close(self) -> None:
+        for render in list(self._renders):
+            render.cancel()
+        await asyncio.gather(*self._renders, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> FakeWaveSpeed:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -401,7 +454,8 @@ class FakeWaveSpeed:
             authorized=auth == f"Bearer {self.api_key}",
             had_auth_header=auth is not None,
         )
-        self.requests.append(record)  # appended on arrival, so order is arrival order
+        if self.record_requests:
+            self.requests.append(record)  # appended on arrival, so order is arrival order
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -477,27 +531,103 @@ class FakeWaveSpeed:
             return _envelope(400, problem)
         if self.max_concurrent is not None and self.running_count >= self.max_concurrent:
             return _envelope(429, "too many running tasks", **{"Retry-After": "1"})
-        behaviour = self._behaviours.popleft() if self._behaviours else TaskBehaviour.ok()
+        if (wait := self._rate_limited()) is not None:
+            return _envelope(429, "rate limit: too many submissions this minute",
+                             **{"Retry-After": str(math.ceil(wait))})
+        price = self.prices_usd(body) if self.prices_usd is not None else 0.0
+        if price > self.balance_usd and self.top_up_usd:
+            self.balance_usd = round(self.balance_usd + self.top_up_usd, 2)
+        if price > self.balance_usd:
+            return _envelope(400, "insufficient balance: top up your WaveSpeed account")
+        if self._behaviours:
+            behaviour = self._behaviours.popleft()
+        elif self.planner is not None:
+            behaviour = self.planner(body)
+        else:
+            behaviour = TaskBehaviour.ok()
         task = self._create_task(body, behaviour, MODEL_PATH, None)
+        self.balance_usd = round(self.balance_usd - price, 2)
+        self._submit_times.append(task.created)
         self.submissions.append(Submission(task_id=task.id, body=body, at=task.created))
+        if self.renderer is not None and behaviour.outcome in (_Outcome.OK, _Outcome.NSFW):
+            self._start_render(task)
+        self._forget_old(task.created)
         # Overlap only grows when a task starts, so sampling here gives the exact maximum.
         self.max_running_seen = max(self.max_running_seen, self.running_count)
         return self._ok(task.to_data(self.base_url))
 
+    def _rate_limited(self) -> float | None:
+        """Seconds until the tier's per-minute window admits another submit, or None."""
+        if self.submits_per_minute is None:
+            return None
+        now = time.monotonic()
+        while self._submit_times and self._submit_times[0] <= now - 60.0:
+            self._submit_times.popleft()
+        if len(self._submit_times) < self.submits_per_minute:
+            return None
+        return max(0.001, self._submit_times[0] + 60.0 - now)
+
+    def _start_render(self, task: SimTask) -> None:
+        assert self.renderer is not None
+        task.rendering = True
+        render = asyncio.create_task(self._render(task, self.renderer), name=f"render-{task.id}")
+        self._renders.add(render)
+        render.add_done_callback(self._renders.discard)
+
+    async def _render(self, task: SimTask, renderer: Renderer) -> None:
+        try:
+            task.output = await renderer(task)
+        except RenderError as exc:
+            task.render_error = str(exc) or "the output could not be made"
+        except Exception as exc:  # noqa: BLE001 - a bug in rendering fails the task, not the server
+            task.render_error = f"internal error while rendering ({type(exc).__name__})"
+        finally:
+            task.rendering = False
+        self._forget_old(time.monotonic())  # within the byte budget as each output lands
+
+    def refund_failed(self) -> None:
+        """Give back the price of every task that failed (WaveSpeed does so within hours)."""
+        if self.prices_usd is None:
+            return
+        for task in self.tasks.values():
+            if task.id not in self._refunded and task.body and task.status() == "failed":
+                self._refunded.add(task.id)
+                self.balance_usd = round(self.balance_usd + self.prices_usd(task.body), 2)
+
+    def _forget_old(self, now: float) -> None:
+        """Drop outputs older than `output_ttl` (they are temporary at WaveSpeed too) and
+        tasks past the 7-day history, so a simulation running for weeks stays small."""
+        if self.output_ttl is None:
+            return
+        horizon = now - HISTORY_DAYS * 86_400
+        kept = 0
+        for task in reversed(list(self.tasks.values())):  # newest first
+            if task.output is not None:
+                kept += len(task.output)
+                if now - task.end_time() > self.output_ttl or kept > MAX_KEPT_OUTPUT_BYTES:
+                    task.output = None
+            if task.created < horizon:
+                del self.tasks[task.id]
+        self.submissions = [s for s in self.submissions if s.at >= horizon]
+
     def _create_task(
         self, body: dict[str, Any], behaviour: TaskBehaviour, model: str, wall: float | None
-    ) -> FakeTask:
+    ) -> SimTask:
         task_id = f"task-{next(self._ids):04d}-{uuid.uuid4().hex[:8]}"
         clock_now = self.clock()
         wall = clock_now if wall is None else wall
         wall_ns = _to_ns(wall)
-        task = FakeTask(
+        task = SimTask(
             id=task_id,
             body=body,
             behaviour=behaviour,
             created=time.monotonic() - max(0.0, clock_now - wall),  # an old task is further on
             created_at=_wavespeed_time(wall_ns),
-            processing_after=self.processing_after,
+            processing_after=(
+                behaviour.processing_after
+                if behaviour.processing_after is not None
+                else self.processing_after
+            ),
             complete_after=(
                 behaviour.complete_after
                 if behaviour.complete_after is not None
@@ -575,7 +705,7 @@ class FakeWaveSpeed:
         if content_type is not None and not isinstance(content_type, str):
             return _envelope(400, "content_type: must be a string")
         token = uuid.uuid4().hex
-        ticket = FakeUpload(token, filename, size, content_type, secrets.token_hex(8))
+        ticket = SimUpload(token, filename, size, content_type, secrets.token_hex(8))
         self.upload_tickets[token] = ticket
         headers = {"Content-Type": content_type} if content_type else {}
         kind = (content_type or "application/octet-stream").split("/", 1)[0]
@@ -615,6 +745,7 @@ class FakeWaveSpeed:
     async def _balance(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
             return denied
+        self.refund_failed()
         return self._ok({"balance": self.balance_usd})
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
@@ -639,7 +770,11 @@ class FakeWaveSpeed:
                 content_type="video/mp4",
                 headers={"Content-Length": str(size)},
             )
-        return web.Response(body=make_mp4(), content_type="video/mp4")
+        if self.renderer is None:
+            return web.Response(body=self.static_output, content_type="video/mp4")
+        if task.output is None:
+            return _envelope(404, "output expired")
+        return web.Response(body=task.output, content_type="video/mp4")
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         data = self.uploads.get(request.match_info["token"])
@@ -706,7 +841,7 @@ class _HistoryQuery:
             bounds.append(moment)
         return cls(page, page_size, model, status, bounds[0], bounds[1])
 
-    def admits(self, task: FakeTask) -> bool:
+    def admits(self, task: SimTask) -> bool:
         return (
             (self.model is None or task.model == self.model)
             and (self.after_ns is None or task.wall_ns >= self.after_ns)
@@ -763,11 +898,14 @@ def _validate(body: Any) -> str | None:
 
 
 __all__ = [
-    "FakeTask",
-    "FakeUpload",
-    "FakeWaveSpeed",
     "Fault",
+    "Planner",
     "RecordedRequest",
+    "RenderError",
+    "Renderer",
+    "SimTask",
+    "SimUpload",
+    "SimulatedWaveSpeed",
     "Submission",
     "TaskBehaviour",
 ]

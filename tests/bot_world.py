@@ -15,25 +15,38 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from bot import Ref2VideoBot, engine_limits
 from config import Secret, Settings
+from discord_emulator.emulator import DiscordEmulator
 from discord_layer.api_base import use_api_base
 from discord_layer.services import Services
 from engine.engine import EngineLimits
 from storage.database import Database
-from discord_emulator.emulator import DiscordEmulator
-from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.harness import FAST_RETRY, wait_for
 from wavespeed.client import WaveSpeedClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWaveSpeed,
+class WaveSpeedEndpoint(Protocol):
+    """Where a world's WaveSpeed client points: the fake WaveSpeed, or simulate mode's
+    SimulatedService."""
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
+
+
+def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: WaveSpeedEndpoint,
                    **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "discord_token": Secret(discord.bot_token),
@@ -68,7 +81,7 @@ async def ledger_kinds(db: Database, job_id: int) -> list[str]:
 
 
 class BotWorld:
-    def __init__(self, tmp_path: Path, discord: DiscordEmulator, wavespeed: FakeWaveSpeed,
+    def __init__(self, tmp_path: Path, discord: DiscordEmulator, wavespeed: WaveSpeedEndpoint,
                  **overrides: Any) -> None:
         self.settings = world_settings(tmp_path, discord, wavespeed, **overrides)
         self.tmp_path = tmp_path
@@ -149,7 +162,7 @@ class BotProcess:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
         env.update({
             "DISCORD_TOKEN": s.discord_token.reveal(),
-            "WAVESPEED_API_KEY": s.wavespeed_api_key.reveal(),
+            "WAVESPEED_API_KEY": s.wavespeed_api_key.reveal() if s.wavespeed_api_key else "",
             "WAVESPEED_BASE_URL": s.wavespeed_base_url,
             "DISCORD_API_BASE_URL": s.discord_api_base_url or "",
             "DATABASE_PATH": str(s.database_path),
@@ -160,6 +173,15 @@ class BotProcess:
             "LOG_LEVEL": "DEBUG",
             "PYTHONUNBUFFERED": "1",
         })
+        if s.simulated:  # bot.py starts its own simulated WaveSpeed: no key, no base URL
+            env.update({
+                "WAVESPEED_MODE": s.wavespeed_mode,
+                "WAVESPEED_API_KEY": "",
+                "WAVESPEED_BASE_URL": "",
+                "SIMULATE_SPEEDUP": str(s.simulate_speedup),
+                "SIMULATE_TIER": s.simulate_tier,
+                "SIMULATE_FAILURE_RATE": str(s.simulate_failure_rate),
+            })
         return env
 
     async def start(self) -> None:

@@ -9,30 +9,15 @@ from pathlib import Path
 
 import av
 
+from simulator.clip import encoder_name
+
 FPS = 10
-
-
-def _can_encode(name: str) -> bool:
-    try:
-        av.codec.Codec(name, "w")
-    except Exception:  # PyAV raises different types across versions for "no such codec"
-        return False
-    return True
-
-
-@functools.cache
-def _encoder_name() -> str:
-    """H.264 when this FFmpeg build can encode it, else MPEG-4 part 2 (always built in)."""
-    for name in ("libx264", "h264", "mpeg4"):
-        if _can_encode(name):
-            return name
-    raise RuntimeError("no usable video encoder in this FFmpeg build")
 
 
 def _encode(seconds: float, width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream(_encoder_name(), rate=FPS)
+        stream = container.add_stream(encoder_name(), rate=FPS)
         assert isinstance(stream, av.VideoStream)
         stream.width = width
         stream.height = height

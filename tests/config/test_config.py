@@ -88,7 +88,7 @@ def test_defaults() -> None:
     settings = load(REQUIRED)
     assert settings == Settings(discord_token=Secret(TOKEN), wavespeed_api_key=Secret(API_KEY))
     assert settings.discord_token.reveal() == TOKEN
-    assert settings.wavespeed_api_key.reveal() == API_KEY
+    assert settings.wavespeed_api_key == Secret(API_KEY)
     assert settings.wavespeed_base_url == "https://api.wavespeed.ai"
     assert settings.discord_api_base_url is None
     assert settings.discord_guild_id is None
@@ -178,6 +178,14 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
     ("LOG_LEVEL", "warning", "log_level", "WARNING"),
     ("LOG_LEVEL", " error ", "log_level", "ERROR"),
+    ("WAVESPEED_MODE", "simulate", "wavespeed_mode", "SIMULATE"),
+    ("WAVESPEED_MODE", "Live", "wavespeed_mode", "LIVE"),
+    ("SIMULATE_SPEEDUP", "1", "simulate_speedup", 1.0),
+    ("SIMULATE_SPEEDUP", "1000", "simulate_speedup", 1000.0),
+    ("SIMULATE_TIER", "gold", "simulate_tier", "GOLD"),
+    ("SIMULATE_FAILURE_RATE", "0", "simulate_failure_rate", 0.0),
+    ("SIMULATE_FAILURE_RATE", "0.25", "simulate_failure_rate", 0.25),
+    ("SIMULATE_FAILURE_RATE", "1", "simulate_failure_rate", 1.0),
 ]
 
 
@@ -246,6 +254,29 @@ def test_missing_secrets_are_both_reported() -> None:
     assert "Discord developer portal" in token and ".env" in token
     assert key.startswith("WAVESPEED_API_KEY is not set: ")
     assert "WaveSpeed" in key and ".env" in key
+
+
+def test_a_missing_key_names_both_ways_forward() -> None:
+    (key,) = problems_of({"DISCORD_TOKEN": TOKEN}).problems
+    assert key.startswith("WAVESPEED_API_KEY is not set: ")
+    assert "API Keys page" in key and "WAVESPEED_MODE=simulate" in key
+
+
+def test_simulate_mode_needs_no_key() -> None:
+    settings = load({"DISCORD_TOKEN": TOKEN, "WAVESPEED_MODE": "simulate"})
+    assert settings.simulated and settings.wavespeed_api_key is None
+    assert not load(REQUIRED).simulated
+    # A bad mode is reported as such, not as a missing key as well.
+    (bad,) = problems_of({"DISCORD_TOKEN": TOKEN, "WAVESPEED_MODE": "fake"}).problems
+    assert bad.startswith("WAVESPEED_MODE must be one of LIVE, SIMULATE, not 'fake'")
+
+
+def test_settings_made_directly_need_a_key_unless_simulated() -> None:
+    with pytest.raises(ValueError, match="WAVESPEED_API_KEY is not set"):
+        Settings(discord_token=Secret(TOKEN))
+    assert Settings(discord_token=Secret(TOKEN), wavespeed_mode="SIMULATE").simulated
+    with pytest.raises(TypeError, match="must be a Secret"):
+        Settings(discord_token=Secret(TOKEN), wavespeed_api_key=API_KEY)  # type: ignore[arg-type]
 
 
 def test_all_problems_are_collected_at_once() -> None:
@@ -676,7 +707,7 @@ def test_env_file_values_are_literal(tmp_path: Path, monkeypatch: pytest.MonkeyP
     env_file = write_env(
         tmp_path / ".env", f"DISCORD_TOKEN={TOKEN}\nWAVESPEED_API_KEY=ab$SOME_VAR${{SOME_VAR}}\n"
     )
-    assert load({}, env_file).wavespeed_api_key.reveal() == "ab$SOME_VAR${SOME_VAR}"
+    assert load({}, env_file).wavespeed_api_key == Secret("ab$SOME_VAR${SOME_VAR}")
 
 
 def test_missing_env_file_is_fine_and_named_in_the_message(tmp_path: Path) -> None:
@@ -772,7 +803,7 @@ def test_readme_table_lists_every_setting_with_the_real_defaults() -> None:
     commented_defaults = dict(re.findall(r"^# ([A-Z][A-Z0-9_]*)=(.*)$", example, re.MULTILINE))
     for name, default in rows:
         if name in REQUIRED:
-            assert default == "(required)", name
+            assert default.startswith("(required"), name
         elif name in UNSET_BY_DEFAULT:
             assert default.startswith("unset"), name
         else:
@@ -791,11 +822,12 @@ def test_settings_table_has_a_row_per_field() -> None:
     assert sorted(row.attr for row in SETTINGS_TABLE) == sorted(own + prices)
     assert tuple(row.env for row in SETTINGS_TABLE) == SETTINGS_VARIABLES
     assert len(set(SETTINGS_VARIABLES)) == len(SETTINGS_VARIABLES)
-    assert [row.env for row in SETTINGS_TABLE if row.required] == list(REQUIRED)
+    # The key is needed unless WAVESPEED_MODE=simulate: a rule of its own, not the table's.
+    assert [row.env for row in SETTINGS_TABLE if row.required] == ["DISCORD_TOKEN"]
     defaults = load(REQUIRED)
     for row in SETTINGS_TABLE:
         assert row.help.strip(), row.env
-        if not row.required:
+        if not row.required and row.env not in REQUIRED:
             assert attrgetter(row.attr)(defaults) == row.default, row.env
 
 
@@ -835,8 +867,8 @@ def test_readme_and_env_example_match_the_settings_table() -> None:
     unset = []
     for (name, shown), (_, commented, value) in zip(readme, example, strict=True):
         row = rows[name]
-        if row.required:
-            assert (shown, commented, value) == ("(required)", False, ""), name
+        if row.required or name in REQUIRED:  # the key: required unless simulated
+            assert shown.startswith("(required") and (commented, value) == (False, ""), name
         elif row.default in (None, ()):
             # Unset by default: the README says so, .env.example shows a good example value.
             unset.append(name)
@@ -876,6 +908,7 @@ def test_bot_without_settings_exits_2_with_one_clear_message(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
     assert "DISCORD_TOKEN is not set" in result.stderr
     assert "WAVESPEED_API_KEY is not set" in result.stderr
+    assert "WAVESPEED_MODE=simulate" in result.stderr
     assert "cp .env.example .env" in result.stderr
 
 

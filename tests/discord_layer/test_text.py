@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from discord_layer.text import credits_text, job_link, quote, shorten, thread_name
+import discord
+
+from discord_layer.text import (
+    SIMULATED_NOTE,
+    credits_text,
+    job_link,
+    quote,
+    shorten,
+    stamp_embed,
+    stamped,
+    thread_name,
+)
 from storage.jobs import JobState
 from tests.discord_layer.sample import job
 
@@ -35,3 +47,43 @@ def test_a_job_links_to_its_thread_or_else_its_message() -> None:
         "https://discord.com/channels/1/55")
     assert job_link(dataclasses.replace(running, status_message_id=66)) == (
         "https://discord.com/channels/1/2/66")
+
+
+class _Bot:
+    """Stands in for the client: simulate mode is read from its `simulated`."""
+
+    def __init__(self, simulated: bool) -> None:
+        self.simulated = simulated
+
+
+SIM: Any = _Bot(True)
+LIVE: Any = _Bot(False)
+
+
+def test_simulate_mode_marks_every_text_within_the_limit() -> None:
+    assert stamped("Granted 5 credits.", LIVE) == "Granted 5 credits."
+    assert stamped(None, LIVE) is None
+    marked = stamped("Granted 5 credits.", SIM)
+    assert marked == f"Granted 5 credits.\n-# {SIMULATED_NOTE}"
+    assert stamped(None, SIM) == f"-# {SIMULATED_NOTE}"
+    full = stamped("x" * 2000, SIM)
+    assert full is not None and len(full) == 2000 and full.endswith(SIMULATED_NOTE)
+
+
+def test_simulate_mode_marks_embed_footers_once_and_within_discords_limits() -> None:
+    plain = discord.Embed(title="t", description="d")
+    assert stamp_embed(plain, LIVE).footer.text is None
+    embed = stamp_embed(discord.Embed(description="d"), SIM)
+    assert embed.footer.text == SIMULATED_NOTE
+    assert stamp_embed(embed, SIM).footer.text == SIMULATED_NOTE  # not twice
+    long_footer = discord.Embed(description="d").set_footer(text="f" * 2040)
+    footer = stamp_embed(long_footer, SIM).footer.text or ""
+    assert len(footer) <= 2048 and footer.endswith(SIMULATED_NOTE)
+    crowded = discord.Embed(title="t", description="d" * 4000)
+    for _ in range(5):
+        crowded.add_field(name="n", value="v" * 390)
+    crowded.set_footer(text="f" * 20)
+    assert len(crowded) > 6000 - len(SIMULATED_NOTE)
+    stamped_embed = stamp_embed(crowded, SIM)
+    assert len(stamped_embed) <= 6000
+    assert (stamped_embed.footer.text or "").endswith(SIMULATED_NOTE)

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.credits import audit
-from tests.bot_world import BotWorld
 from discord_emulator.emulator import Channel, DiscordEmulator, Guild, Member, MessageRecord, Perm
+from discord_layer.text import SIMULATED_NOTE
+from simulator.wavespeed_api import SimulatedWaveSpeed
+from storage.credits import audit
+from tests.bot_world import BotWorld, WaveSpeedEndpoint
 from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.media import make_mp4
 
@@ -23,7 +25,7 @@ MP4 = make_mp4()
 class Scene:
     world: BotWorld
     emu: DiscordEmulator
-    wavespeed: FakeWaveSpeed
+    wavespeed: SimulatedWaveSpeed  # the fake's API (FakeWaveSpeed), or simulate mode's
     guild: Guild
     channel: Channel
     admin: Member
@@ -56,14 +58,16 @@ class Scene:
         return [m for t in self.emu.threads for m in self.emu.channel_messages(t.id)]
 
 
-async def make_scene(tmp_path: Path, emu: DiscordEmulator, wavespeed: FakeWaveSpeed,
-                     **settings: Any) -> Scene:
+async def make_scene(tmp_path: Path, emu: DiscordEmulator, wavespeed: SimulatedWaveSpeed,
+                     endpoint: WaveSpeedEndpoint | None = None, **settings: Any) -> Scene:
+    """`endpoint` is what the bot's client points at (default `wavespeed` itself; simulate
+    mode's SimulatedService, whose API is `wavespeed`)."""
     guild = emu.add_guild("Clip Club")
     channel = guild.add_text_channel("clips")
     admin = guild.add_member(None, "mod", permissions=Perm.ALL)
     alice = guild.add_member(None, "alice")
     bob = guild.add_member(None, "bob")
-    world = BotWorld(tmp_path, emu, wavespeed, **settings)
+    world = BotWorld(tmp_path, emu, endpoint or wavespeed, **settings)
     await world.start()
     return Scene(world, emu, wavespeed, guild, channel, admin, alice, bob)
 
@@ -81,6 +85,16 @@ async def open_scene(tmp_path: Path, *, processing_after: float = 0.01,
         finally:
             await s.world.stop()
             assert emu.internal_errors == []
+        # Live mode (every scene here) never claims to be simulated.
+        assert not [m for m in emu.messages if says_simulated(m)]
+
+
+def says_simulated(message: MessageRecord) -> bool:
+    """Whether a message, in any of its versions, carries the simulate-mode note."""
+    versions = [{"content": message.content, "embeds": message.embeds}, *message.history]
+    return any(SIMULATED_NOTE in str(v.get("content") or "") or any(
+        SIMULATED_NOTE in str((e.get("footer") or {}).get("text", ""))
+        for e in v.get("embeds") or []) for v in versions)
 
 
 async def job_done(s: Scene, job_id: int, state: str = "delivered") -> Any:

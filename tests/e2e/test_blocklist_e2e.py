@@ -15,8 +15,8 @@ from typing import Any, cast
 import pytest
 
 from admission import blocklist
-from tests.e2e.scene import Scene, job_done, open_scene
 from discord_emulator.emulator import Channel, Guild, InteractionRecord, Member, Perm
+from tests.e2e.scene import Scene, job_done, open_scene
 
 PROMPT_CHARS = 1500  # the default MAX_PROMPT_CHARS
 

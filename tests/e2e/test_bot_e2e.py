@@ -123,7 +123,7 @@ async def test_failed_task_is_explained_in_the_thread_and_refunded(scene: Scene)
     notices = await s.emu.wait_for(
         lambda: [m for m in s.thread_messages() if "failed" in m.content])
     assert "content policy violation" in notices[0].content and "refunded" in notices[0].content
-    assert s.world.settings.wavespeed_api_key.reveal() not in notices[0].content
+    assert s.wavespeed.api_key not in notices[0].content
     assert await s.world.balance(s.guild.id, s.alice.id) == (500, 0)
     assert await s.world.ledger_kinds(job.id) == ["reserve", "release"]
     await audit_clean(s)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from discord_emulator.emulator import MessageRecord
+from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.wavespeed import TaskBehaviour
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from discord_emulator.emulator import MessageRecord
+from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.wavespeed import TaskBehaviour
 
 

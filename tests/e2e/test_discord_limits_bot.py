@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.bot_world import BotWorld
 from discord_emulator.emulator import DiscordEmulator
 from discord_emulator.interactions import validate_commands
+from tests.bot_world import BotWorld
 from tests.fakes.wavespeed import FakeWaveSpeed
 
 COMMANDS = {"admin", "credits", "jobs", "ref2video", "settings"}

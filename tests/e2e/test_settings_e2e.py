@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from discord_emulator.emulator import Channel, Member, MessageRecord, Perm
 from storage.guild_settings import GuildSettings
 from tests.e2e.scene import Scene, job_done, open_scene
-from discord_emulator.emulator import Channel, Member, MessageRecord, Perm
 
 ZWSP = "\u200b"
 

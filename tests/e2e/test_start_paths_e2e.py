@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from discord_emulator.emulator import InteractionRecord, MessageRecord
 from money.prices import PriceTable
 from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
-from discord_emulator.emulator import InteractionRecord, MessageRecord
 from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import fail_calls
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from discord_emulator.emulator import DiscordEmulator, Perm
+from discord_emulator.model import Channel, InteractionRecord, Member
 from storage.credits import CreditStore, audit
 from storage.database import Database
 from tests.bot_world import BotProcess, ledger_kinds, world_settings
-from discord_emulator.emulator import DiscordEmulator, Perm
-from discord_emulator.model import Channel, InteractionRecord, Member
 from tests.fakes.wavespeed import FakeWaveSpeed, TaskBehaviour
 from tests.harness import wait_for
 from tests.media import make_mp4

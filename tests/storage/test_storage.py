@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.bot_state import BotState
+from storage.bot_state import BotState, ModeConflict, claim_mode
 from storage.database import Database, MigrationError, load_migrations, split_statements
 from storage.jobs import JobStore
 from tests.conftest import ALICE, GUILD
@@ -245,3 +245,26 @@ async def test_job_messages_move_from_the_context_json_to_typed_columns(
                 await conn.execute("UPDATE jobs SET balance_after = -1 WHERE id = 1")
     finally:
         await db.close()
+
+
+async def test_a_database_keeps_to_the_mode_it_was_used_in(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "modes.sqlite3")
+    try:
+        await claim_mode(db, "SIMULATE", "modes.sqlite3")
+        await claim_mode(db, "SIMULATE", "modes.sqlite3")  # again: fine
+        with pytest.raises(ModeConflict, match="holds the jobs and credits of SIMULATE mode"):
+            await claim_mode(db, "LIVE", "modes.sqlite3")
+    finally:
+        await db.close()
+    # A database from before modes were recorded, with jobs in it, is live mode's.
+    old = await Database.open(tmp_path / "old.sqlite3")
+    try:
+        await JobStore(old, starting_credits=500).create(
+            guild_id=GUILD, channel_id=1, user_id=ALICE, price=100, max_active=3,
+            request=GenerationRequest(videos=("https://cdn.example/a.mp4",), prompt="p"))
+        with pytest.raises(ModeConflict, match="holds the jobs and credits of LIVE mode"):
+            await claim_mode(old, "SIMULATE", "old.sqlite3")
+        await claim_mode(old, "LIVE", "old.sqlite3")
+        assert await BotState(old).get("wavespeed_mode") == "LIVE"
+    finally:
+        await old.close()

@@ -1,0 +1,90 @@
+"""Rendering in a child process: what comes back, what a bad reference says, and that a
+cancelled or overlong render leaves no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+import simulator.render_worker as worker
+from simulator.render_worker import RenderFailed, render_in_child
+from tests.media import make_mp4
+
+
+def _children() -> list[int]:
+    """Live render workers started by this process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and b"simulator.render_worker" in cmdline and (
+                stat[0] != "Z"):
+            found.append(int(entry.name))
+    return found
+
+
+def _png_in_mov() -> bytes:
+    """A video whose pictures are PNGs: a container that can carry decoder bombs."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mov") as container:
+        stream = container.add_stream("png", rate=10)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "rgb24"
+        stream.time_base = Fraction(1, 10)
+        for index in range(5):
+            frame = av.VideoFrame(64, 64, "rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+async def test_a_clip_comes_back_from_the_child() -> None:
+    data = await render_in_child([make_mp4()], width=320, height=240, seconds=1.0,
+                                 caption="a cat")
+    with av.open(io.BytesIO(data), mode="r") as container:
+        context = container.streams.video[0].codec_context
+        assert (context.width, context.height) == (320, 240)
+    assert _children() == []
+
+
+async def test_an_unusable_reference_says_why() -> None:
+    with pytest.raises(RenderFailed, match="is not a video file we can read"):
+        await render_in_child([b"\x89PNG" * 100], width=320, height=240, seconds=1.0,
+                              caption="x")
+    with pytest.raises(RenderFailed, match=r"not a camera or screen video \(png\)"):
+        await render_in_child([_png_in_mov()], width=320, height=240, seconds=1.0,
+                              caption="x")
+
+
+async def test_a_cancelled_render_kills_its_child() -> None:
+    render = asyncio.create_task(render_in_child(
+        [make_mp4(seconds=1.0)], width=1920, height=1080, seconds=10.0, caption="long"))
+    for _ in range(100):  # until the child is there
+        await asyncio.sleep(0.02)
+        if _children():
+            break
+    assert _children()
+    render.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await render
+    assert _children() == []
+
+
+async def test_an_overlong_render_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "RENDER_TIMEOUT_SECONDS", 0.3)
+    with pytest.raises(RenderFailed, match="timed out"):
+        await render_in_child([make_mp4(seconds=1.0)], width=1920, height=1080,
+                              seconds=10.0, caption="slow")
+    assert _children() == []
