@@ -245,10 +245,17 @@ class DiscordEmulator:
         att = self._make_attachment(0, filename, data, content_type, ephemeral=True)
         return att.payload()
 
+    def forget_attachment(self, attachment_id: int) -> bool:
+        """Stop serving an attachment and drop its bytes (an upload whose command was
+        refused, say); its URL answers 404 from then on. False if it was not served."""
+        return self._blobs.pop(attachment_id, None) is not None
+
     def _make_attachment(self, scope: int, filename: str, data: bytes, content_type: str | None,
                          *, ephemeral: bool = False, description: str | None = None
                          ) -> AttachmentRecord:
         aid = self.next_id()
+        # As Discord does: a name fit for a URL path (no "#", "/", "?" or spaces).
+        filename = re.sub(r"[^\w.\-]", "_", filename) or "unknown"
         kind = "ephemeral-attachments" if ephemeral else "attachments"
         path = f"/{kind}/{scope or self.application_id}/{aid}/{filename}"
         guessed = mimetypes.guess_type(filename)[0]
@@ -596,7 +603,7 @@ class DiscordEmulator:
                           intent=INTENT_GUILD_MESSAGES)
 
     def _channel_msg(self, channel: Channel | Thread, mid: str) -> MessageRecord:
-        msg = self._messages.get(int(mid)) if mid.isdigit() else None
+        msg = self._messages.get(int(mid)) if _is_id(mid) else None
         if msg is None or msg.channel_id != channel.id or msg.deleted or msg.ephemeral:
             raise unknown("Message")
         return msg
@@ -631,7 +638,7 @@ class DiscordEmulator:
         gid = request.match_info.get("guild")
         if gid is None:
             return None
-        if not gid.isdigit() or int(gid) not in self.guilds:
+        if not _is_id(gid) or int(gid) not in self.guilds:
             raise ApiError(403, 50001, "Missing Access")
         return int(gid)
 
@@ -897,7 +904,7 @@ class DiscordEmulator:
         return json_response(channel.payload())
 
     def _guild(self, gid: str) -> Guild:
-        guild = self.guilds.get(int(gid)) if gid.isdigit() else None
+        guild = self.guilds.get(int(gid)) if _is_id(gid) else None
         if guild is None:
             raise unknown("Guild")
         return guild
@@ -914,14 +921,14 @@ class DiscordEmulator:
     async def _get_member(self, request: web.Request) -> web.StreamResponse:
         guild = self._guild(request.match_info["gid"])
         uid = request.match_info["uid"]
-        member = guild.members.get(int(uid)) if uid.isdigit() else None
+        member = guild.members.get(int(uid)) if _is_id(uid) else None
         if member is None:
             raise unknown("Member")
         return json_response(member.payload())
 
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         aid = request.match_info["id"]
-        att = self._blobs.get(int(aid)) if aid.isdigit() else None
+        att = self._blobs.get(int(aid)) if _is_id(aid) else None
         if att is None or att.filename != request.match_info["name"]:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=att.data, content_type=att.content_type or
@@ -947,3 +954,9 @@ __all__ = [  # the world and record types are re-exported for tests' convenience
     "User",
     "json_response",
 ]
+
+
+def _is_id(text: str) -> bool:
+    """A snowflake as Discord writes one in a path: ASCII digits, at most 20 ("¹" is a
+    digit to str.isdigit, and int() refuses thousands of digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20

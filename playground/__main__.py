@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from playground.app import BotExited, Playground, PlaygroundConfig
+from playground.app import BotExited, Playground, PlaygroundConfig, StartRefused
 from playground.bot_process import BotOptions
 
 log = logging.getLogger("playground")
@@ -68,9 +68,9 @@ async def run(config: PlaygroundConfig) -> int:
     playground = Playground(config)
     log.info("starting the local Discord and the bot (simulate mode, %gx) in %s",
              config.bot.speedup, playground.data_dir)
+    stopping = asyncio.ensure_future(stop.wait())
     try:
         start = asyncio.ensure_future(playground.start())
-        stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({start, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not start.done():  # Ctrl-C while starting
             start.cancel()
@@ -83,17 +83,11 @@ async def run(config: PlaygroundConfig) -> int:
         await playground.wait(stop)
         log.info("stopping")
         return 0
-    except BotExited as exited:
-        print(f"playground: {exited}", file=sys.stderr, flush=True)
-        return 1
-    except TimeoutError as slow:
-        print(f"playground: {slow}", file=sys.stderr, flush=True)
-        return 1
-    except OSError as exc:  # most often: the port is taken
-        print(f"playground: cannot serve on 127.0.0.1:{config.port}: {exc} (try --port)",
-              file=sys.stderr, flush=True)
+    except (StartRefused, BotExited, TimeoutError) as exc:  # each says what went wrong
+        print(f"playground: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        stopping.cancel()
         await playground.close()
 
 

@@ -8,7 +8,8 @@ A command with subcommands (and subcommand groups) becomes one form per leaf, e.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,12 @@ TYPE_NAMES = {STRING: "string", INTEGER: "integer", BOOLEAN: "boolean", USER: "u
               ATTACHMENT: "attachment"}
 OPTION_KEYS = ("name", "description", "required", "choices", "min_value", "max_value",
                "min_length", "max_length", "channel_types", "autocomplete")
+SNOWFLAKE_DIGITS = 20  # 2**64 has 20 digits
+# What a form's number input sends: ASCII digits only, no spaces, underscores or other
+# scripts' digits (which int() and float() would take).
+WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+NUMBER_CHARS = 100  # far beyond any option's range, far below what int() refuses
 
 
 class FormError(ValueError):
@@ -100,8 +107,14 @@ def find_leaf(emulator: DiscordEmulator, guild: Guild, key: str) -> Leaf:
     raise FormError(f"/{key} is not a command the bot synced")
 
 
+def is_snowflake(raw: str) -> bool:
+    """An id as Discord writes it: 1-20 ASCII digits (str.isdigit() alone also takes "¹",
+    which int() refuses, and int() refuses more than 4300 digits)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= SNOWFLAKE_DIGITS
+
+
 def _snowflake(raw: str, what: str) -> int:
-    if not raw.isdigit():
+    if not is_snowflake(raw):
         raise FormError(f"{what} must be chosen from the list")
     return int(raw)
 
@@ -128,11 +141,12 @@ def _channel(emulator: DiscordEmulator, raw: str, name: str) -> Channel | Thread
 
 
 def _number(raw: str, name: str, *, integer: bool) -> int | float:
-    try:
-        value: int | float = int(raw) if integer else float(raw)
-    except ValueError:
+    if len(raw) > NUMBER_CHARS:
+        raise FormError(f"{name} is too long for a number ({len(raw)} characters)")
+    if (WHOLE_NUMBER if integer else DECIMAL).fullmatch(raw) is None:
         kind = "a whole number" if integer else "a number"
-        raise FormError(f"{name} must be {kind}, not {raw!r}") from None
+        raise FormError(f"{name} must be {kind}, not {raw!r}")
+    value: int | float = int(raw) if integer else float(raw)
     if isinstance(value, float) and not math.isfinite(value):
         raise FormError(f"{name} must be a finite number")
     return value
@@ -160,32 +174,36 @@ def _value(emulator: DiscordEmulator, guild: Guild, spec: Mapping[str, Any], raw
     raise FormError(f"{name}: options of type {kind} are not supported")
 
 
+# Keeps an upload where the bot can download it; returns its attachment payload.
+Store = Callable[[Upload], dict[str, Any]]
+
+
 def option_values(emulator: DiscordEmulator, guild: Guild, leaf: Leaf,
                   values: Mapping[str, str], files: Mapping[str, Upload], *,
-                  lenient: bool = False) -> dict[str, Any]:
+                  lenient: bool = False, store: Store | None = None) -> dict[str, Any]:
     """The emulator's `options` for `leaf` from a form's text values (by option name) and
     uploaded files. An empty value leaves an option out; the emulator then checks what
     Discord's client would (required options, choices, ranges, lengths). `lenient`: a
     value that cannot be converted is left out too (the other options of an autocomplete,
-    which may be half typed)."""
+    which may be half typed). Files are stored (by `store`, else in the emulator) only once
+    every other value converted: a refused form keeps nothing."""
     by_name = {o["name"]: o for o in leaf.options}
     unknown = (set(values) | set(files)) - set(by_name)
     if unknown:
         raise FormError(f"/{leaf.key} has no option {sorted(unknown)[0]!r}")
     out: dict[str, Any] = {}
     for name, spec in by_name.items():
-        if spec["type"] == ATTACHMENT:
-            upload = files.get(name)
-            if upload is not None:
-                out[name] = emulator.add_attachment(upload.filename, upload.data,
-                                                    upload.content_type)
-            continue
         raw = values.get(name, "")
-        if raw == "":
+        if raw == "" or spec["type"] == ATTACHMENT:
             continue
         try:
             out[name] = _value(emulator, guild, spec, raw)
         except FormError:
             if not lenient:
                 raise
-    return out
+    keep = store or (lambda u: emulator.add_attachment(u.filename, u.data, u.content_type))
+    for name, spec in by_name.items():
+        upload = files.get(name)
+        if spec["type"] == ATTACHMENT and upload is not None:
+            out[name] = keep(upload)
+    return {name: out[name] for name in by_name if name in out}  # in the command's order

@@ -19,7 +19,14 @@ channel, a websocket that pushes each viewer's state whenever the emulator repor
 
 Errors are JSON `{"error": message}` with a 4xx status. Requests whose Host is not this
 server's loopback address, and cross-origin POSTs and websockets, are refused (403): other
-web pages open in the same browser must not drive the playground.
+web pages open in the same browser must not drive the playground. Nor may they frame it
+(X-Frame-Options, CSP frame-ancestors) or embed its media (Cross-Origin-Resource-Policy);
+every response carries those headers and a Content-Security-Policy that allows only this
+server's own scripts and styles.
+
+A command's form is at most MAX_UPLOAD bytes (413 beyond), and at most
+MAX_UPLOADS_IN_FLIGHT forms carrying files are received at once (429 beyond). Uploads are
+kept in the emulator within a byte budget (playground/uploads.py).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +43,38 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from discord_emulator.emulator import DiscordEmulator, Member
 from discord_emulator.model import ApiError
 from discord_layer.owned_task import OwnedTask
-from playground.commands import FormError, Upload, find_leaf, option_values
+from playground.commands import Upload, find_leaf, is_snowflake, option_values
 from playground.credits import CreditReader, Credits
+from playground.uploads import Uploads
 from playground.views import Viewer, ViewState
 from playground.world import PlaygroundWorld
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_UPLOAD = 110 * 1024 * 1024  # the bot accepts reference videos up to 100 MiB
+MiB = 1024 * 1024
+# What the bot accepts at most in one /ref2video (two reference videos of 100 MiB and 20 MiB
+# of audio: config/settings.py's MAX_VIDEO_BYTES and MAX_AUDIO_BYTES), plus the form's
+# other fields and its multipart framing.
+BOT_MAX_FILES = 2 * 100 * MiB + 20 * MiB
+MAX_UPLOAD = BOT_MAX_FILES + 4 * MiB
+MAX_UPLOADS_IN_FLIGHT = 2
+SMALL_FORM = 256 * 1024  # a form body beyond this (or of unknown length) counts as an upload
+HOST = "127.0.0.1"
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
+                               "img-src 'self' data:; media-src 'self' blob:; "
+                               "object-src 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 TICK_SECONDS = 1.0  # pushes at least this often: credits change without a Discord request
 DEBOUNCE_SECONDS = 0.05  # a burst of edits becomes one push
 AUTOCOMPLETE_SECONDS = 3.5  # the bot has Discord's 3 s to suggest
@@ -62,6 +89,28 @@ class RequestError(Exception):
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def listening_socket(port: int, host: str = HOST) -> socket.socket:
+    """A socket bound to host:`port` (0: any free port) and listening, for the page; OSError
+    (EADDRINUSE, most often) if it cannot be had. Taken before anything else starts, so a
+    taken port fails at once; connections wait in its backlog until the page is served."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def too_large(limit: int) -> str:
+    return (f"the files are too large: a command takes at most {limit / MiB:.0f} MiB of "
+            f"uploads in all (the bot accepts reference videos up to 100 MiB each and "
+            f"audio up to 20 MiB)")
 
 
 @dataclass(eq=False)
@@ -141,8 +190,12 @@ class LiveHub:
 class PlaygroundServer:
     def __init__(self, emulator: DiscordEmulator, world: PlaygroundWorld,
                  credits: CreditReader, *, sample: SampleMaker,
-                 about: Mapping[str, Any] | None = None) -> None:
+                 about: Mapping[str, Any] | None = None, max_upload: int = MAX_UPLOAD,
+                 uploads: Uploads | None = None) -> None:
         self.emulator = emulator
+        self.max_upload = max_upload
+        self.uploads = uploads or Uploads(emulator)
+        self.uploads_in_flight = 0
         self.world = world
         self.credits = credits
         self.about = dict(about or {})
@@ -153,17 +206,19 @@ class PlaygroundServer:
         self.hub = LiveHub(self._snapshot, lambda: credits.read(world.guild.id))
         self._remove_hook: Callable[[], None] | None = None
         self._runner: web.AppRunner | None = None
-        self.host = "127.0.0.1"
+        self.host = HOST
         self.port = 0
         self.url = ""
 
     def _snapshot(self, viewer: Member, credits: Mapping[int, Credits]) -> dict[str, Any]:
-        return {**self.viewer.snapshot(viewer, credits), "about": self.about}
+        return {**self.viewer.snapshot(viewer, credits), "about": self.about,
+                "max_upload": self.max_upload}
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_UPLOAD)
+        app = web.Application(middlewares=[self._guard], client_max_size=self.max_upload)
+        app.on_response_prepare.append(self._security_headers)
         r = app.router
         r.add_get("/", self._index)
         r.add_static("/static", STATIC, append_version=False)
@@ -178,11 +233,13 @@ class PlaygroundServer:
         r.add_get("/media/{id}/{name}", self._media)
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1:`port` (0: any free port); returns the page's URL."""
+    async def start(self, port: int = 0, *, sock: socket.socket | None = None) -> str:
+        """Serve on 127.0.0.1:`port` (0: any free port), or on `sock` (from
+        listening_socket, which is then the server's); returns the page's URL."""
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, port)
+        site: web.BaseSite = (web.SockSite(self._runner, sock) if sock is not None
+                              else web.TCPSite(self._runner, self.host, port))
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self.url = f"http://{self.host}:{self.port}/"
@@ -220,8 +277,20 @@ class PlaygroundServer:
             return await handler(request)
         except RequestError as exc:
             return _error(exc.status, str(exc))
-        except FormError as exc:
-            return _error(400, str(exc))
+        except web.HTTPRequestEntityTooLarge:  # a body beyond client_max_size
+            return _error(413, too_large(self.max_upload))
+        except HttpProcessingError as exc:  # a body that is no form (bad multipart)
+            return _error(400, f"the request could not be read: {exc.message}")
+        except ValueError as exc:  # FormError, and any value a handler could not take
+            return _error(400, str(exc) or "a value in the request is not valid")
+
+    async def _security_headers(self, request: web.Request,
+                                response: web.StreamResponse) -> None:
+        """On every response, files and errors too: no framing by other pages (clicks
+        hijacked), only this server's scripts, no MIME sniffing, no Referer, and media
+        that other sites cannot embed."""
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
 
     def _member(self, raw: Any) -> Member:
         try:
@@ -248,9 +317,10 @@ class PlaygroundServer:
             raise RequestError(400, str(exc).strip("'\"")) from None
 
     def _id(self, raw: Any, what: str) -> int:
-        if not str(raw).isdigit():
+        text = str(raw)
+        if not is_snowflake(text):
             raise RequestError(400, f"{what} must be an id")
-        return int(str(raw))
+        return int(text)
 
     # -- the page and its state ------------------------------------------------------------
 
@@ -289,13 +359,29 @@ class PlaygroundServer:
 
     async def _run(self, request: web.Request) -> web.StreamResponse:
         """Run a slash command as a member in a channel or thread."""
+        length = request.content_length
+        if length is not None and length > self.max_upload:
+            raise RequestError(413, too_large(self.max_upload))
+        upload = length is None or length > SMALL_FORM
+        if upload:
+            if self.uploads_in_flight >= MAX_UPLOADS_IN_FLIGHT:
+                raise RequestError(429, f"{self.uploads_in_flight} uploads are already under "
+                                        f"way: send this one once they are done")
+            self.uploads_in_flight += 1
+        try:
+            return await self._run_form(request)
+        finally:
+            if upload:
+                self.uploads_in_flight -= 1
+
+    async def _run_form(self, request: web.Request) -> web.StreamResponse:
         fields: dict[str, str] = {}
         files: dict[str, Upload] = {}
         for name, value in (await request.post()).items():
             if isinstance(value, str):
                 fields[name] = value
             elif isinstance(value, web.FileField):
-                data = value.file.read()
+                data = await asyncio.to_thread(value.file.read)
                 if value.filename and data:  # an empty file input sends an empty part
                     ctype = value.content_type
                     files[name] = Upload(value.filename, data, None if ctype in (
@@ -315,11 +401,23 @@ class PlaygroundServer:
         if not isinstance(raw_values, dict):
             raise RequestError(400, "options must be a JSON object")
         values = {str(k): str(v) for k, v in raw_values.items() if v is not None}
-        options = option_values(self.emulator, self.world.guild, leaf, values, files)
-        with self._refusals():
-            rec = await self.emulator.invoke(leaf.command, group=leaf.group,
-                                             subcommand=leaf.subcommand, user=member,
-                                             channel=channel, options=options)
+        stored: list[int] = []
+
+        def store(file: Upload) -> dict[str, Any]:
+            payload = self.uploads.store(file)
+            stored.append(int(payload["id"]))
+            return payload
+
+        options = option_values(self.emulator, self.world.guild, leaf, values, files,
+                                store=store)
+        try:
+            with self._refusals():
+                rec = await self.emulator.invoke(leaf.command, group=leaf.group,
+                                                 subcommand=leaf.subcommand, user=member,
+                                                 channel=channel, options=options)
+        except BaseException:  # refused: nobody will ever download these
+            self.uploads.forget(stored)
+            raise
         self.hub.poke()
         return web.json_response({"interaction_id": str(rec.id)})
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from discord_emulator.emulator import Channel, DiscordEmulator, Guild, Member, Role
 from discord_emulator.model import DEFAULT_MEMBER_PERMISSIONS, Perm
+from playground.commands import is_snowflake
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,11 @@ class PlaygroundWorld:
 
     def member(self, name_or_id: str | int) -> Member:
         """A member by name or id (KeyError if neither)."""
-        if isinstance(name_or_id, str) and name_or_id in self.members:
-            return self.members[name_or_id]
+        if isinstance(name_or_id, str):
+            if name_or_id in self.members:
+                return self.members[name_or_id]
+            if not is_snowflake(name_or_id):
+                raise KeyError(name_or_id)
         found = self.guild.members.get(int(name_or_id))
         if found is None or found.user.bot or found.id == self.guild.owner_id:
             raise KeyError(name_or_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import resource
@@ -46,7 +47,8 @@ async def render_in_child(references: Sequence[bytes], *, width: int, height: in
             "width": width, "height": height, "seconds": seconds, "caption": caption,
             "references": len(references)}), encoding="utf-8")
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "simulator.render_worker", str(directory), cwd=ROOT,
+            sys.executable, "-m", "simulator.render_worker", str(directory), str(os.getpid()),
+            cwd=ROOT,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL)
         try:
@@ -68,8 +70,21 @@ async def render_in_child(references: Sequence[bytes], *, width: int, height: in
                            "a file may be too large or damaged")
 
 
+PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with(parent: int) -> None:
+    """Linux: be killed when the bot dies, even by SIGKILL, instead of rendering on for up
+    to RENDER_TIMEOUT_SECONDS; and stop now if it is gone already."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        raise SystemExit(1)
+
+
 def main(argv: Sequence[str]) -> int:
     directory = Path(argv[1])
+    _die_with(int(argv[2]))
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     os.nice(10)  # the bot's event loop comes first
     from simulator.clip import ClipError, render_clip  # after the limit: imports count too

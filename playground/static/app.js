@@ -5,7 +5,10 @@
 //
 // Everything a member or the bot wrote reaches the page as DOM text (textContent, text
 // nodes); nothing received is ever parsed as HTML. Messages are rendered keyed by id and
-// replaced only when they change, so a playing <video> keeps playing across pushes.
+// replaced only when they change, so a playing <video> keeps playing across pushes; a
+// control focused in a message that is replaced is focused again in its replacement.
+// The page's Content-Security-Policy allows no inline script or style: all of it is here
+// and in style.css.
 
 const $ = (id) => document.getElementById(id);
 const ADMINISTRATOR = 1n << 3n;
@@ -23,6 +26,8 @@ const ui = {
   dismissed: new Set(),     // ephemeral messages dismissed on this page
   sigs: {},                 // what each panel was last built from
   openModal: null,          // interaction id of the form shown in the dialog
+  pressed: null,            // the button last pressed ({messageId, mark}): what opens forms
+  modalOpener: null,        // what had focus when it opened (see focusMark), to return to
   closedModals: new Set(),  // closed here; the server's next push confirms it
   ws: null,
   retry: 500,
@@ -108,7 +113,12 @@ async function post(path, body) {
     ? { method: "POST", body }
     : { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body) };
-  const res = await fetch(path, init);
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new Error("The playground did not answer: it may have stopped (see its terminal).");
+  }
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(data.error || `${res.status} ${res.statusText}`);
   return data;
@@ -352,6 +362,12 @@ function renderEmbed(e) {
 }
 
 async function press(message, customId, control, values) {
+  // Remembered as what opens the form the bot may answer with (see showModal), and to
+  // give focus back: disabling the control while the press is sent takes its focus away.
+  const article = control.closest("article[data-id]");
+  const pressed = { messageId: message.id, mark: article ? markOf(article, control) : null };
+  ui.pressed = pressed;
+  const hadFocus = document.activeElement === control;
   control.disabled = true;
   try {
     await post("/api/click", { as: ui.viewer, message_id: message.id, custom_id: customId,
@@ -360,6 +376,8 @@ async function press(message, customId, control, values) {
     toast(err.message);
   } finally {
     control.disabled = false;
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (hadFocus && lost && !$("modal").open) returnFocus(pressed, null);
   }
 }
 
@@ -381,7 +399,7 @@ function renderButton(c, message) {
 
 function renderSelect(c, message) {
   const select = el("select", { class: "component-select", "aria-label": c.placeholder || "Choose",
-    disabled: Boolean(c.disabled) },
+    disabled: Boolean(c.disabled), dataset: { customId: c.custom_id || "" } },
   el("option", { value: "", text: c.placeholder || "Make a selection" }),
   ...(c.options || []).map((o) => el("option", { value: o.value, text: o.label })));
   select.addEventListener("change", () => {
@@ -438,8 +456,9 @@ function renderAttachment(a, reuse) {
 }
 
 function renderMessage(m, reuse) {
+  // tabindex -1: focus can be put on the message when the control that had it is gone.
   const article = el("article", { class: `msg${m.ephemeral ? " ephemeral" : ""}`,
-    dataset: { id: m.id, author: m.author.name } });
+    tabindex: "-1", dataset: { id: m.id, author: m.author.name } });
   if (m.command) {
     article.append(el("div", { class: "reply-line" },
       el("span", { class: "reply-user", text: m.command.user }), " used ",
@@ -486,6 +505,7 @@ function renderMessage(m, reuse) {
     body.append(el("div", { class: "ephemeral-note" },
       el("span", { class: "eye", "aria-hidden": "true", text: "◉ " }), "Only you can see this · ",
       el("button", { type: "button", class: "link-button", text: "Dismiss message",
+        dataset: { action: "dismiss" },
         onclick: () => { ui.dismissed.add(m.id); renderMessages(); } })));
   }
   article.append(avatar(m.author.name, m.author.bot), body);
@@ -501,6 +521,72 @@ function renderUnanswered(u) {
         el("span", { class: "app-tag", text: "APP" }), messageTime(u.timestamp_ms)),
       el("div", { class: "failed", text: "The application did not respond" }),
       el("div", { class: "ephemeral-note", text: "◉ Only you can see this" })));
+}
+
+// -- focus across re-renders ----------------------------------------------------------
+// A message that changed is rendered anew and replaces the old element, which would drop
+// keyboard focus on the floor. What had focus is remembered by a key that its counterpart
+// in the new element shares (a button's custom_id, the thread link, an attachment's id...),
+// or failing that by its place among the message's controls.
+
+const FOCUSABLE = "button, a[href], select, input, textarea, video, audio, [tabindex]";
+
+function controlKey(node) {
+  const d = node.dataset || {};
+  if (d.customId) return `custom:${d.customId}`;
+  if (d.thread) return `thread:${d.thread}`;
+  if (d.action) return `action:${d.action}`;
+  if (d.room) return `room:${d.room}`;
+  const figure = node.closest("figure[data-att-id]");
+  if (figure) return `att:${figure.dataset.attId}:${node.tagName}:${node.className}`;
+  const href = node.getAttribute("href");
+  if (href) return `href:${href}`;
+  return null;
+}
+
+function markOf(container, node) {
+  if (node === container) return { self: true };
+  return { key: controlKey(node), index: [...container.querySelectorAll(FOCUSABLE)].indexOf(node) };
+}
+
+function focusMark(container) {
+  // What has focus in `container`, to focus again in its replacement (null: nothing).
+  const active = document.activeElement;
+  if (!active || !container.contains(active)) return null;
+  return markOf(container, active);
+}
+
+function findMarked(container, mark) {
+  if (mark.self) return container;
+  const controls = [...container.querySelectorAll(FOCUSABLE)];
+  const found = mark.key ? controls.find((c) => controlKey(c) === mark.key) : controls[mark.index];
+  return found && !found.disabled ? found : null;
+}
+
+function refocus(container, mark) {
+  (findMarked(container, mark) || container).focus({ preventScroll: true });
+}
+
+function openerMark() {
+  // What opened a dialog: a control in a message (found again by message id, as the
+  // message may have been rendered anew meanwhile), or any other element.
+  const active = document.activeElement;
+  const article = active && active.closest ? active.closest("#message-list article[data-id]") : null;
+  if (article) return { messageId: article.dataset.id, mark: focusMark(article) };
+  return { element: active };
+}
+
+function returnFocus(opener, fallback = $("command")) {
+  let target = null;
+  if (opener && opener.messageId) {
+    const entry = ui.rendered.get(opener.messageId);
+    if (entry && entry.el.isConnected && opener.mark) target = findMarked(entry.el, opener.mark);
+  } else if (opener && opener.element && opener.element !== document.body
+             && opener.element.isConnected && !opener.element.disabled) {
+    target = opener.element;
+  }
+  target = target || fallback;
+  if (target) target.focus();
 }
 
 function mediaOf(node) {
@@ -537,10 +623,13 @@ function renderMessages() {
     const sig = JSON.stringify(item.message || item.unanswered);
     let entry = ui.rendered.get(item.key);
     if (!entry || entry.sig !== sig) {
+      // Before rendering: a reused <video> leaves the old element, and its focus, then.
+      const mark = entry ? focusMark(entry.el) : null;
       const node = item.message
         ? renderMessage(item.message, entry ? mediaOf(entry.el) : null)
         : renderUnanswered(item.unanswered);
       if (entry) entry.el.replaceWith(node);
+      if (mark) refocus(node, mark);
       entry = { sig, el: node };
       ui.rendered.set(item.key, entry);
     }
@@ -550,8 +639,10 @@ function renderMessages() {
   });
   for (const [key, entry] of ui.rendered) {
     if (!keep.has(key)) {
+      const hadFocus = focusMark(entry.el) !== null;
       entry.el.remove();
       ui.rendered.delete(key);
+      if (hadFocus) scroller.focus({ preventScroll: true });  // the message list, not <body>
     }
   }
   if (ui.stick) scroller.scrollTop = scroller.scrollHeight;
@@ -891,13 +982,23 @@ async function sendCommand(ev) {
   form.append("as", ui.viewer);
   form.append("channel", ui.room);
   form.append("command", command.key);
+  let size = 0;
   for (const o of command.options) {
     const input = $(`opt-${o.name}`);
     if (o.type === TYPE.ATTACHMENT && input && input.files && input.files[0]) {
       form.append(o.name, input.files[0], input.files[0].name);
+      size += input.files[0].size;
     }
   }
+  const limit = ui.state.max_upload;
+  if (limit && size > limit) {
+    // Not sent at all: the server would refuse it (413) once it had received it all.
+    $("composer-error").textContent = `The files are ${formatSize(size)} in all: a command `
+      + `takes at most ${formatSize(limit)} of uploads.`;
+    return;
+  }
   form.append("options", JSON.stringify(typedValues()));
+  ui.pressed = null;  // a form the bot opens now answers this command
   const send = $("send");
   send.disabled = true;
   $("composer-error").textContent = "";
@@ -920,12 +1021,21 @@ function renderModal() {
   const shown = modals.find((m) => m.interaction_id === ui.openModal);
   if (ui.openModal && !shown) {
     ui.openModal = null;
-    if (dialog.open) dialog.close();
+    if (dialog.open) {
+      dialog.close();
+      if (!modals.length) restoreAfterModal();
+    }
   }
   if (!ui.openModal && modals.length) showModal(modals[0]);
 }
 
 function showModal(modal) {
+  if (!$("modal").open && !ui.modalOpener) {
+    // The bot opens a form in answer to a button (or a command): that is what focus goes
+    // back to when it closes.
+    ui.modalOpener = ui.pressed || openerMark();
+    ui.pressed = null;
+  }
   ui.openModal = modal.interaction_id;
   $("modal-title").textContent = modal.title;
   $("modal-texts").replaceChildren(...modal.texts.map((t) => markdown(t)));
@@ -952,10 +1062,21 @@ function showModal(modal) {
   if (first) first.focus();
 }
 
+function restoreAfterModal() {
+  // Back to what opened the form (found again if its message was rendered anew), else
+  // to the command box.
+  const opener = ui.modalOpener;
+  ui.modalOpener = null;
+  returnFocus(opener);
+}
+
 function closeModal(tellServer) {
   const id = ui.openModal;
   ui.openModal = null;
-  if ($("modal").open) $("modal").close();
+  if ($("modal").open) {
+    $("modal").close();
+    restoreAfterModal();
+  }
   if (id && tellServer) {
     ui.closedModals.add(id);
     post("/api/modal/close", { as: ui.viewer, interaction_id: id }).catch((err) => toast(err.message));

@@ -463,3 +463,24 @@ async def test_raw_callback_contract(bot: EmuBot, world: World) -> None:
     assert answer["resource"]["type"] == 4
     assert answer["resource"]["message"]["content"] == "hi"
     assert rec.callback_type == 4 and [r.code for r in rec.rejections] == [40060]
+
+
+async def test_upload_names_are_made_fit_for_a_url_as_discord_does() -> None:
+    async with DiscordEmulator() as emu, aiohttp.ClientSession() as http:
+        for name, kept in (("take#1.mp4", "take_1.mp4"), ("a/b.mp4", "a_b.mp4"),
+                           ("what?.mp4", "what_.mp4"), ("café ü.mp4", "café_ü.mp4")):
+            attachment = emu.add_attachment(name, b"clip", "video/mp4")
+            assert attachment["filename"] == kept
+            async with http.get(attachment["url"]) as resp:
+                assert resp.status == 200 and await resp.read() == b"clip"
+
+
+async def test_odd_ids_in_paths_are_not_found_not_errors() -> None:
+    async with DiscordEmulator() as emu, aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bot {emu.bot_token}"}
+        for path in ("/guilds/%C2%B9", "/guilds/" + "9" * 5000, "/channels/1/messages/%C2%B9"):
+            async with http.get(emu.api_base + path, headers=headers) as resp:
+                assert resp.status in (400, 404), (path, resp.status)
+        async with http.get(emu.base_url + "/attachments/1/%C2%B9/a.mp4") as resp:
+            assert resp.status == 404
+        assert emu.internal_errors == []

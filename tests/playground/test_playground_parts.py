@@ -4,15 +4,18 @@ commands flattened into forms and form values turned into emulator options."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from discord_emulator.emulator import DiscordEmulator, Perm
 from playground.__main__ import parse_args
-from playground.app import wipe
-from playground.commands import FormError, Upload, leaves, option_values
+from playground.app import StartRefused, wipe
+from playground.commands import FormError, Upload, is_snowflake, leaves, option_values
+from playground.uploads import Uploads
 from playground.world import build_world
 
 
@@ -47,6 +50,10 @@ async def test_the_emulator_reports_changes_to_listeners() -> None:
 async def test_the_servers_ids_are_kept_across_runs(tmp_path: Path) -> None:
     async with DiscordEmulator() as first:
         one = build_world(first, tmp_path)
+    # Ids are time-based (milliseconds): a second emulator started in the millisecond the
+    # first one's last ids were made in would make those same ids again, for its own bot
+    # and owner. Runs of the playground are seconds apart.
+    await asyncio.sleep(0.005)
     async with DiscordEmulator() as second:
         two = build_world(second, tmp_path)
     assert one.guild.id == two.guild.id
@@ -60,20 +67,69 @@ async def test_the_servers_ids_are_kept_across_runs(tmp_path: Path) -> None:
     assert two.channels["clips"].permissions_for(bot) & Perm.CREATE_PUBLIC_THREADS
 
 
-def test_fresh_deletes_only_a_playgrounds_own_directory(tmp_path: Path) -> None:
+def test_fresh_deletes_only_a_playgrounds_own_files(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     (mine / "work").mkdir(parents=True)
-    for name in ("world.json", "bot.log", "playground.sqlite3", "playground.sqlite3-wal"):
+    for name in ("world.json", "bot.log", "playground.sqlite3", "playground.sqlite3-wal",
+                 ".playground.lock", "work/job-1.mp4", "work/job-2-late.mp4.part"):
         (mine / name).write_text("x")
     wipe(mine)
-    assert not mine.exists()
-    wipe(mine)  # nothing there: fine
-    theirs = tmp_path / "theirs"
-    theirs.mkdir()
-    (theirs / "thesis.tex").write_text("years of work")
-    with pytest.raises(SystemExit, match=r"thesis\.tex"):
-        wipe(theirs)
-    assert (theirs / "thesis.tex").exists()
+    # Only the known entries went, one by one; the directory and its lock file stay.
+    assert [p.name for p in mine.iterdir()] == [".playground.lock"]
+    wipe(mine)  # nothing left of the playground's: fine
+    wipe(tmp_path / "absent")  # nothing there: fine
+    assert not (tmp_path / "absent").exists()
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_fresh_refuses_a_directory_that_is_not_a_playgrounds(tmp_path: Path) -> None:
+    def refused(build: dict[str, str | None], match: str) -> None:
+        """`build`: path -> text (a file), or None (a directory); nothing may change."""
+        root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        for name, text in build.items():
+            path = root / name
+            if text is None:
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        before = _tree(root)
+        with pytest.raises(StartRefused, match=match):
+            wipe(root)
+        assert _tree(root) == before
+
+    # A stranger's file beside the playground's.
+    refused({"world.json": "{}", "thesis.tex": "years of work"}, r"thesis\.tex")
+    # Names the playground uses, but no marker: someone else's folder.
+    refused({"bot.log": "mine", "work/notes.txt": "mine"}, "no world.json")
+    # The marker, but a folder of the user's named like one of the playground's files...
+    refused({"world.json": "{}", "bot.log/chapter1.txt": "mine"}, "bot.log")
+    # ...or their own files in a folder named work.
+    refused({"world.json": "{}", "work/thesis.tex": "mine", "work/job-1.mp4": "x"},
+            r"work/thesis\.tex")
+    refused({"world.json": "{}", "work/job-x.mp4": "x"}, r"work/job-x\.mp4")
+    refused({"world.json": None}, "no world.json")  # a directory is no marker
+
+    # Symbolic links are never followed: their targets are not the playground's.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "job-1.mp4").write_text("someone's clip")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "world.json").write_text("{}")
+    (linked / "work").symlink_to(elsewhere)
+    with pytest.raises(StartRefused, match="work"):
+        wipe(linked)
+    assert (elsewhere / "job-1.mp4").exists() and (linked / "world.json").exists()
+    (linked / "work").unlink()
+    (linked / "bot.log").symlink_to(elsewhere / "job-1.mp4")
+    with pytest.raises(StartRefused, match=r"bot\.log"):
+        wipe(linked)
+    assert (elsewhere / "job-1.mp4").read_text() == "someone's clip"
 
 
 def test_the_command_line() -> None:
@@ -138,9 +194,82 @@ async def test_form_values_become_the_emulators_options(tmp_path: Path) -> None:
         served = emu.served_attachment(int(options["file"]["id"]))
         assert served is not None and served.data == b"data"
         assert option_values(emu, guild, leaf, {"n": ""}, {}) == {}  # empty: left out
-        for bad, message in (({"n": "1.5"}, "whole number"), ({"x": "inf"}, "finite"),
+        for bad, message in (({"n": "1.5"}, "whole number"), ({"x": "1e999"}, "finite"),
                              ({"flag": "yes"}, "true or false"), ({"who": "me"}, "chosen"),
                              ({"role": "1"}, "no such role"), ({"where": "1"}, "no such"),
                              ({"nope": "1"}, "no option")):
             with pytest.raises(FormError, match=message):
                 option_values(emu, guild, leaf, bad, {})
+
+
+ODD_IDS = ("¹", "²³", "１２", "٣", "1" * 5000, "1" * 21, "-1", " 1", "1_0", "", "0x1")
+
+
+async def test_odd_ids_and_numbers_are_refused_as_form_errors(tmp_path: Path) -> None:
+    # str.isdigit() holds for "¹", which int() refuses, and for "１２" and "٣", which int()
+    # takes; int() refuses more than 4300 digits, and takes " 5" and "1_000".
+    assert is_snowflake("1") and is_snowflake("1" * 20)
+    assert not any(is_snowflake(odd) for odd in ODD_IDS)
+    async with DiscordEmulator() as emu:
+        world = build_world(emu, tmp_path)
+        guild = world.guild
+        leaf = {lf.key: lf for lf in leaves(SYNCED)}["top group leaf"]
+        for odd in ODD_IDS:
+            if odd:  # empty: left out
+                for option in ("who", "where", "role", "any"):
+                    with pytest.raises(FormError):
+                        option_values(emu, guild, leaf, {option: odd}, {})
+            with pytest.raises(KeyError):
+                world.member(odd)
+        for odd in (" 5", "5 ", "1_000", "+5", "٣", "１２", "1" * 5000, "5.0", "1e3", "- 5"):
+            with pytest.raises(FormError, match=r"^n "):
+                option_values(emu, guild, leaf, {"n": odd}, {})
+        for odd in ("1_0.5", " 2.5", "2.5 ", "nan", "inf", "-Infinity", "٣.٥", "0x10", "1e",
+                    ".", "1" * 5000, "--1", "1,5"):
+            with pytest.raises(FormError, match=r"^x "):
+                option_values(emu, guild, leaf, {"x": odd}, {})
+        assert option_values(emu, guild, leaf, {"n": "-3", "x": ".5"}, {}) == {"n": -3, "x": 0.5}
+        for fine, value in (("2.5", 2.5), ("-0.25", -0.25), ("1e3", 1000.0), ("7", 7.0),
+                            ("3.", 3.0)):
+            assert option_values(emu, guild, leaf, {"x": fine}, {}) == {"x": value}
+
+
+async def test_a_form_refused_stores_none_of_its_files(tmp_path: Path) -> None:
+    async with DiscordEmulator() as emu:
+        world = build_world(emu, tmp_path)
+        leaf = {lf.key: lf for lf in leaves(SYNCED)}["top group leaf"]
+        stored: list[Upload] = []
+
+        def store(upload: Upload) -> dict[str, Any]:
+            stored.append(upload)
+            return emu.add_attachment(upload.filename, upload.data, upload.content_type)
+
+        files = {"file": Upload("a.mp4", b"data", "video/mp4")}
+        for bad in ({"n": "ten"}, {"flag": "yes"}, {"who": "123"}, {"where": "1"}):
+            with pytest.raises(FormError):
+                option_values(emu, world.guild, leaf, bad, files, store=store)
+        assert stored == []
+        options = option_values(emu, world.guild, leaf, {"n": "2"}, files, store=store)
+        assert list(options) == ["n", "file"] and stored == [files["file"]]
+
+
+async def test_uploads_beyond_the_budget_forget_the_oldest() -> None:
+    async with DiscordEmulator() as emu:
+        uploads = Uploads(emu, budget=1000)
+        ids = [int(uploads.store(Upload(f"{n}.mp4", bytes(400), "video/mp4"))["id"])
+               for n in range(3)]
+        assert uploads.kept == ids[1:] and uploads.total == 800
+        assert emu.served_attachment(ids[0]) is None
+        assert all(emu.served_attachment(i) is not None for i in ids[1:])
+        async with aiohttp.ClientSession() as http:  # the bot's download of it fails
+            async with http.get(f"{emu.base_url}/ephemeral-attachments/{emu.application_id}/"
+                                f"{ids[0]}/0.mp4") as resp:
+                assert resp.status == 404
+            async with http.get(f"{emu.base_url}/ephemeral-attachments/{emu.application_id}/"
+                                f"{ids[1]}/1.mp4") as resp:
+                assert resp.status == 200
+        big = int(uploads.store(Upload("big.mp4", bytes(5000), "video/mp4"))["id"])
+        assert uploads.kept == [big]  # the newest is kept, even alone beyond the budget
+        uploads.forget([big])
+        assert uploads.kept == [] and uploads.total == 0 and emu.served_attachment(big) is None
+        assert emu.forget_attachment(big) is False  # already gone

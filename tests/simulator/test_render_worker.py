@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from simulator.render_worker import RenderFailed, render_in_child
 from tests.media import make_mp4
 
 
-def _children() -> list[int]:
-    """Live render workers started by this process."""
+def _children(parent: int | None = None) -> list[int]:
+    """Live render workers started by `parent` (default: this process)."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -28,10 +30,17 @@ def _children() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[1]) == os.getpid() and b"simulator.render_worker" in cmdline and (
+        if int(stat[1]) == parent and b"simulator.render_worker" in cmdline and (
                 stat[0] != "Z"):
             found.append(int(entry.name))
     return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")
+    except OSError:
+        return False
 
 
 def _png_in_mov() -> bytes:
@@ -88,3 +97,31 @@ async def test_an_overlong_render_is_stopped(monkeypatch: pytest.MonkeyPatch) ->
         await render_in_child([make_mp4(seconds=1.0)], width=1920, height=1080,
                               seconds=10.0, caption="slow")
     assert _children() == []
+
+
+async def test_a_worker_dies_with_the_bot() -> None:
+    """A bot killed with SIGKILL cannot kill its worker: the worker must notice by itself."""
+    script = ("import asyncio\nfrom simulator.render_worker import render_in_child\n"
+              "from tests.media import make_mp4\n"
+              "asyncio.run(render_in_child([make_mp4(seconds=1.0)], width=1920, height=1080,"
+              " seconds=60.0, caption='x'))\n")  # many seconds of work
+    bot = await asyncio.create_subprocess_exec(sys.executable, "-c", script, cwd=worker.ROOT)
+    try:
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if orphans := _children(bot.pid):
+                break
+        assert orphans, "the worker never started"
+        await asyncio.sleep(1.0)  # well into rendering (a worker started orphaned quits)
+        bot.kill()
+        await bot.wait()
+        for _ in range(50):  # a second, far less than the render takes
+            if not _alive(orphans[0]):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the worker outlived the bot")
+    finally:
+        if bot.returncode is None:
+            bot.kill()
+            await bot.wait()
