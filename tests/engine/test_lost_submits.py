@@ -239,7 +239,7 @@ async def test_adopting_by_hand_a_checking_job_goes_on_and_charges(h: Harness) -
     with pytest.raises(ValueError, match="already belongs to job"):
         await h.jobs.adopt_by_hand(job.id, other_done.task_id, watch_period=3600)
     task = h.fake.add_foreign_task()
-    listed = _ops(h, "reconcile")
+    listed = await _ops(h, "reconcile")
     assert "1 job(s) checking with WaveSpeed now" in listed.stdout
     assert f"job {job.id}  checking" in listed.stdout
     await h.jobs.adopt_by_hand(job.id, f" {task}\n", watch_period=3600)  # as pasted
@@ -270,7 +270,7 @@ async def test_ops_reconcile_shows_and_settles_lost_submits(h: Harness) -> None:
     task = h.fake.add_foreign_task()
     await _finished(h, task)
 
-    listed = _ops(h, "reconcile")
+    listed = await _ops(h, "reconcile")
     assert listed.returncode == 0, listed.stderr
     assert "2 lost submit(s)" in listed.stdout
     assert f"job {adopted.id}  delivered" in listed.stdout and "lost submit: adopted" in (
@@ -278,20 +278,25 @@ async def test_ops_reconcile_shows_and_settles_lost_submits(h: Harness) -> None:
     assert f"job {refunded.id}  refunded (submit_outcome_unknown)" in listed.stdout
     assert "lost submit: not found" in listed.stdout and "1 job(s) to reconcile" in listed.stdout
 
-    wrong = _ops(h, "reconcile", str(refunded.id), "--task", adopted.task_id or "")
+    wrong = await _ops(h, "reconcile", str(refunded.id), "--task", adopted.task_id or "")
     assert wrong.returncode == 1 and f"belongs to job {adopted.id}" in wrong.stderr
-    done = _ops(h, "reconcile", str(refunded.id), "--task", task)
+    done = await _ops(h, "reconcile", str(refunded.id), "--task", task)
     assert done.returncode == 0, done.stderr
     assert "posts the clip free" in done.stdout
     await _posted(h, refunded.id)  # the running engine picked it up
-    assert "0 job(s) to reconcile" in _ops(h, "reconcile").stdout
+    assert "0 job(s) to reconcile" in (await _ops(h, "reconcile")).stdout
     assert await h.balance(ALICE) == (400, 0)  # one charge (the adopted one), one refund
 
 
-def _ops(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "ops", "--db", str(h.db.path), *args],
-        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
+async def _ops(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ops` on the harness's database. Awaited, not run blocking: a blocked loop
+    could hold the engine's write transaction open until ops gave up on a locked database."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops", "--db", str(h.db.path), *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(list(args), proc.returncode, out.decode(), err.decode())
 
 
 # ---- the choice alone --------------------------------------------------------------------
