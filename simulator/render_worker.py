@@ -7,8 +7,9 @@ space is capped (`MEMORY_LIMIT_BYTES`), it runs at a lower priority than the bot
 bot kills it on shutdown or after `RENDER_TIMEOUT_SECONDS`.
 
 DIR holds `job.json` ({"width", "height", "seconds", "caption", "references": n}) and the
-references as `ref1`, `ref2`. The child writes `clip.mp4` and exits 0, or writes
-`error.txt` (a message fit for the user) and exits `EXIT_UNUSABLE`.
+references as `ref1`, `ref2` (`reference_path`), put there by the caller. The child
+writes `clip.mp4` and exits 0, or writes `error.txt` (a message fit for the user) and
+exits `EXIT_UNUSABLE`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import resource
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -36,38 +36,40 @@ class RenderFailed(Exception):
     """The clip was not made; str() is fit to show the user."""
 
 
-async def render_in_child(references: Sequence[bytes], *, width: int, height: int,
+def reference_path(directory: Path, index: int) -> Path:
+    """Where reference `index` (from 1) of a job in `directory` is put for the child."""
+    return directory / f"ref{index}"
+
+
+async def render_in_child(directory: Path, references: int, *, width: int, height: int,
                           seconds: float, caption: str) -> bytes:
-    """Render in a child process; raises RenderFailed. Cancelling kills the child."""
-    with tempfile.TemporaryDirectory(prefix="r2v-render-") as name:
-        directory = Path(name)
-        for index, data in enumerate(references, start=1):
-            (directory / f"ref{index}").write_bytes(data)
-        (directory / "job.json").write_text(json.dumps({
-            "width": width, "height": height, "seconds": seconds, "caption": caption,
-            "references": len(references)}), encoding="utf-8")
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "simulator.render_worker", str(directory), str(os.getpid()),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
-        try:
-            code = await asyncio.wait_for(child.wait(), RENDER_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise RenderFailed("the simulated model timed out") from None
-        finally:
-            if child.returncode is None:  # cancelled or timed out: stop it now
-                with contextlib.suppress(ProcessLookupError):
-                    child.kill()
-                await child.wait()
-        if code == 0:
-            return (directory / "clip.mp4").read_bytes()
-        error = directory / "error.txt"
-        if code == EXIT_UNUSABLE and error.is_file():
-            raise RenderFailed(error.read_text(encoding="utf-8"))
-        reason = (f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
-        raise RenderFailed(f"the simulated model crashed on these references ({reason}); "
-                           "a file may be too large or damaged")
+    """Render the `references` already at `reference_path(directory, 1..n)` in a child
+    process; raises RenderFailed. Cancelling kills the child."""
+    (directory / "job.json").write_text(json.dumps({
+        "width": width, "height": height, "seconds": seconds, "caption": caption,
+        "references": references}), encoding="utf-8")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulator.render_worker", str(directory), str(os.getpid()),
+        cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        code = await asyncio.wait_for(child.wait(), RENDER_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise RenderFailed("the simulated model timed out") from None
+    finally:
+        if child.returncode is None:  # cancelled or timed out: stop it now
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+    if code == 0:
+        return (directory / "clip.mp4").read_bytes()
+    error = directory / "error.txt"
+    if code == EXIT_UNUSABLE and error.is_file():
+        raise RenderFailed(error.read_text(encoding="utf-8"))
+    reason = (f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
+    raise RenderFailed(f"the simulated model crashed on these references ({reason}); "
+                       "a file may be too large or damaged")
 
 
 PR_SET_PDEATHSIG: Final = 1
@@ -90,7 +92,7 @@ def main(argv: Sequence[str]) -> int:
     from simulator.clip import ClipError, render_clip  # after the limit: imports count too
 
     job = json.loads((directory / "job.json").read_text(encoding="utf-8"))
-    references = [(directory / f"ref{i}").read_bytes()
+    references = [reference_path(directory, i).read_bytes()
                   for i in range(1, int(job["references"]) + 1)]
     try:
         clip = render_clip(references, width=int(job["width"]), height=int(job["height"]),

@@ -14,18 +14,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import tempfile
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 import aiohttp
-from yarl import URL
 
-from simulator.render_worker import RenderFailed, render_in_child
+from simulator.render_worker import RenderFailed, reference_path, render_in_child
 from simulator.timing import TIERS, RealisticPlanner
-from simulator.wavespeed_api import RenderError, SimTask, SimulatedWaveSpeed
-from wavespeed.errors import UnsafeOutputURLError
+from simulator.wavespeed_api import (
+    MAX_UPLOAD_BYTES,
+    RenderError,
+    SimTask,
+    SimulatedWaveSpeed,
+)
+from wavespeed.client import RetryPolicy, WaveSpeedClient
+from wavespeed.errors import OutputTooLargeError, UnsafeOutputURLError, WaveSpeedError
 from wavespeed.models import resolution_of
-from wavespeed.safe_download import DownloadPolicy, download_session
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +40,8 @@ LIST_PRICES_USD: Final[dict[tuple[str, int], float]] = {
     ("720p", 5): 1.00, ("720p", 10): 1.50, ("1080p", 5): 1.50, ("1080p", 10): 2.25,
 }
 STARTING_BALANCE_USD: Final = 500.0  # and topped up by as much whenever it runs out
-MAX_REFERENCE_BYTES: Final = 100 * 1024 * 1024  # the contract's video limit
-FETCH_TIMEOUT: Final = aiohttp.ClientTimeout(total=120, sock_connect=10)
+FETCH_SECONDS: Final = 120.0  # the most one reference's download may take
 OUTPUT_TTL_SECONDS: Final = 3600.0  # outputs are temporary at WaveSpeed too
-_CHUNK: Final = 256 * 1024
 
 
 def list_price_usd(body: dict[str, Any]) -> float:
@@ -71,10 +75,10 @@ class SimulatedService:
         self.api.balance_usd = STARTING_BALANCE_USD
         self.api.top_up_usd = STARTING_BALANCE_USD  # play money never runs out
         self._http_hosts = http_hosts
-        self._policy = DownloadPolicy()
-        # Rendering is CPU work in a thread: one at a time keeps the bot's loop responsive.
+        # Rendering is CPU work (in a child process): one at a time leaves the bot's cores.
         self._render_slot = asyncio.Semaphore(1)
         self._session: aiohttp.ClientSession | None = None
+        self._downloader: WaveSpeedClient | None = None  # references, as outputs are fetched
 
     @property
     def api_key(self) -> str:
@@ -90,9 +94,13 @@ class SimulatedService:
 
     async def __aenter__(self) -> SimulatedService:
         await self.api.start()
-        # Its own media store (uploads) is trusted too; it has a port only now.
-        self._policy = DownloadPolicy.build((*self._http_hosts, self.api.host), max_redirects=0)
-        self._session = download_session(self._policy)
+        # The client's guarded download, once a try, no redirects. Its own media store
+        # (uploads) is trusted as the client's http base URL; it has a port only now.
+        self._session = aiohttp.ClientSession()
+        self._downloader = WaveSpeedClient(
+            self._session, self.api_key, self.base_url, retry=RetryPolicy(attempts=1),
+            download_timeout=FETCH_SECONDS, output_http_hosts=self._http_hosts,
+            max_redirects=0)
         log.info("simulate mode: a simulated WaveSpeed (%s tier) serves %s; nothing is paid",
                  self.tier, self.base_url)
         return self
@@ -108,36 +116,33 @@ class SimulatedService:
     async def _render(self, task: SimTask) -> bytes:
         body = task.body
         width, height = (int(part) for part in str(body.get("size", "1280*720")).split("*"))
+        videos = [str(url) for url in body["videos"]]
         # Downloads too wait for the slot: 300 tasks at once must not hold 300 x 200 MB.
+        # They go straight to the child's directory, never into memory.
         async with self._render_slot:
-            references = [await self._fetch(index, str(url))
-                          for index, url in enumerate(body["videos"], start=1)]
-            try:
-                return await render_in_child(
-                    references, width=width, height=height,
-                    seconds=float(body.get("duration", 5)), caption=str(body["prompt"]))
-            except RenderFailed as exc:
-                raise RenderError(f"the reference videos could not be used: {exc}") from None
+            with tempfile.TemporaryDirectory(prefix="r2v-render-") as name:
+                directory = Path(name)
+                for index, url in enumerate(videos, start=1):
+                    await self._fetch(index, url, reference_path(directory, index))
+                try:
+                    return await render_in_child(
+                        directory, len(videos), width=width, height=height,
+                        seconds=float(body.get("duration", 5)), caption=str(body["prompt"]))
+                except RenderFailed as exc:
+                    raise RenderError(
+                        f"the reference videos could not be used: {exc}") from None
 
-    async def _fetch(self, index: int, url: str) -> bytes:
-        """Reference `index`'s bytes, as WaveSpeed would download it: at most 100 MB."""
-        assert self._session is not None
+    async def _fetch(self, index: int, url: str, dest: Path) -> None:
+        """Reference `index`, downloaded to `dest` as WaveSpeed would: at most 100 MB, by the
+        client's guarded download (public https, or the trusted hosts; no redirects)."""
+        assert self._downloader is not None
         try:
-            self._policy.check_url(URL(url))
-            async with self._session.get(url, allow_redirects=False,
-                                         timeout=FETCH_TIMEOUT) as resp:
-                if resp.status != 200:
-                    raise RenderError(f"reference {index} could not be downloaded "
-                                      f"(HTTP {resp.status})")
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    data += chunk
-                    if len(data) > MAX_REFERENCE_BYTES:
-                        raise RenderError(f"reference {index} is larger than 100 MB")
-                return bytes(data)
+            await self._downloader.download_output(url, dest, max_bytes=MAX_UPLOAD_BYTES)
         except UnsafeOutputURLError:
             raise RenderError(f"reference {index} is at an address that is not downloaded "
                               "(plain http, or a private address)") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RenderError(f"reference {index} could not be downloaded "
-                              f"({type(exc).__name__})") from None
+        except OutputTooLargeError:
+            raise RenderError(f"reference {index} is larger than 100 MB") from None
+        except WaveSpeedError as exc:
+            why = f"HTTP {exc.status}" if exc.status is not None else type(exc).__name__
+            raise RenderError(f"reference {index} could not be downloaded ({why})") from None

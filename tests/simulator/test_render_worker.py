@@ -7,14 +7,16 @@ import asyncio
 import io
 import os
 import sys
+import tempfile
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 
 import simulator.render_worker as worker
-from simulator.render_worker import RenderFailed, render_in_child
+from simulator.render_worker import RenderFailed, reference_path, render_in_child
 from tests.media import make_mp4
 
 
@@ -34,6 +36,14 @@ def _children(parent: int | None = None) -> list[int]:
                 stat[0] != "Z"):
             found.append(int(entry.name))
     return found
+
+
+async def _render(references: list[bytes], **options: Any) -> bytes:
+    """render_in_child with the references put where the child reads them."""
+    with tempfile.TemporaryDirectory() as name:
+        for index, data in enumerate(references, start=1):
+            reference_path(Path(name), index).write_bytes(data)
+        return await render_in_child(Path(name), len(references), **options)
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +70,7 @@ def _png_in_mov() -> bytes:
 
 
 async def test_a_clip_comes_back_from_the_child() -> None:
-    data = await render_in_child([make_mp4()], width=320, height=240, seconds=1.0,
+    data = await _render([make_mp4()], width=320, height=240, seconds=1.0,
                                  caption="a cat")
     with av.open(io.BytesIO(data), mode="r") as container:
         context = container.streams.video[0].codec_context
@@ -70,15 +80,15 @@ async def test_a_clip_comes_back_from_the_child() -> None:
 
 async def test_an_unusable_reference_says_why() -> None:
     with pytest.raises(RenderFailed, match="is not a video file we can read"):
-        await render_in_child([b"\x89PNG" * 100], width=320, height=240, seconds=1.0,
+        await _render([b"\x89PNG" * 100], width=320, height=240, seconds=1.0,
                               caption="x")
     with pytest.raises(RenderFailed, match=r"not a camera or screen video \(png\)"):
-        await render_in_child([_png_in_mov()], width=320, height=240, seconds=1.0,
+        await _render([_png_in_mov()], width=320, height=240, seconds=1.0,
                               caption="x")
 
 
 async def test_a_cancelled_render_kills_its_child() -> None:
-    render = asyncio.create_task(render_in_child(
+    render = asyncio.create_task(_render(
         [make_mp4(seconds=1.0)], width=1920, height=1080, seconds=10.0, caption="long"))
     for _ in range(100):  # until the child is there
         await asyncio.sleep(0.02)
@@ -94,16 +104,19 @@ async def test_a_cancelled_render_kills_its_child() -> None:
 async def test_an_overlong_render_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "RENDER_TIMEOUT_SECONDS", 0.3)
     with pytest.raises(RenderFailed, match="timed out"):
-        await render_in_child([make_mp4(seconds=1.0)], width=1920, height=1080,
+        await _render([make_mp4(seconds=1.0)], width=1920, height=1080,
                               seconds=10.0, caption="slow")
     assert _children() == []
 
 
 async def test_a_worker_dies_with_the_bot() -> None:
     """A bot killed with SIGKILL cannot kill its worker: the worker must notice by itself."""
-    script = ("import asyncio\nfrom simulator.render_worker import render_in_child\n"
+    script = ("import asyncio, sys, tempfile\nfrom pathlib import Path\n"
+              "from simulator.render_worker import reference_path, render_in_child\n"
               "from tests.media import make_mp4\n"
-              "asyncio.run(render_in_child([make_mp4(seconds=1.0)], width=1920, height=1080,"
+              "d = Path(tempfile.mkdtemp())\n"
+              "reference_path(d, 1).write_bytes(make_mp4(seconds=1.0))\n"
+              "asyncio.run(render_in_child(d, 1, width=1920, height=1080,"
               " seconds=60.0, caption='x'))\n")  # many seconds of work
     bot = await asyncio.create_subprocess_exec(sys.executable, "-c", script, cwd=worker.ROOT)
     try:
