@@ -32,6 +32,7 @@ from discord_layer.api_base import use_api_base, use_gateway_of
 from discord_layer.audit import AuditLog
 from discord_layer.balance_watch import BalanceWatch
 from discord_layer.buttons import DYNAMIC_ITEMS, ButtonActions
+from discord_layer.cost_watch import CostWatch
 from discord_layer.discord_delivery import DiscordDelivery
 from discord_layer.job_actions import JobActions
 from discord_layer.job_starter import JobStarter
@@ -41,6 +42,8 @@ from discord_layer.text import NO_PINGS
 from discord_layer.tree import ErrorReportingTree
 from engine.engine import EngineLimits, JobEngine
 from engine.leadership import Leadership
+from media.intake import ReferenceIntake
+from media.probe import ProbeLimits
 from simulator.service import SimulatedService
 from storage.bot_state import BotState, ModeConflict, claim_mode
 from storage.credits import CreditStore
@@ -48,6 +51,7 @@ from storage.database import Database, LeaseLost
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
 from storage.lease import LeaseStore, instance_id
+from storage.media import MediaStore
 from storage.offers import OfferStore
 from storage.usage import GuildUsage
 from wavespeed.client import WaveSpeedClient
@@ -108,8 +112,9 @@ class Ref2VideoBot(commands.Bot):
         audit = AuditLog(self, guild_settings, s.prices)
         delivery = DiscordDelivery(self, board, s.prices, nsfw_charge=s.nsfw_charge,
                                    guild_settings=guild_settings, audit=audit)
+        media = MediaStore(self.db)
         engine = JobEngine(jobs, self._wavespeed, delivery, s.prices, self._limits,
-                           self._workdir)
+                           self._workdir, media=media)
         input_limits = InputLimits(max_video_bytes=s.max_video_bytes,
                                    max_audio_bytes=s.max_audio_bytes,
                                    max_prompt_chars=s.max_prompt_chars)
@@ -118,7 +123,9 @@ class Ref2VideoBot(commands.Bot):
                                 bot_max_active=s.user_max_active_jobs)
         starter = JobStarter(prices=s.prices, engine=engine, jobs=jobs, gatekeeper=gatekeeper,
                              guild_settings=guild_settings, offers=OfferStore(self.db),
-                             audit=audit, board=board, input_limits=input_limits)
+                             audit=audit, board=board, input_limits=input_limits,
+                             credits=credits)
+        intake = self._reference_intake(media)
         return Services(
             settings=s, credits=credits, jobs=jobs, engine=engine, board=board,
             input_limits=input_limits, guild_settings=guild_settings,
@@ -126,9 +133,30 @@ class Ref2VideoBot(commands.Bot):
             # Read when a check runs, not now: a bot made only to be closed has no client.
             balance=BalanceWatch(lambda: self._wavespeed.balance(), audit, guild_settings,
                                  threshold_usd=s.wavespeed_balance_warn_usd),
-            starter=starter,
+            costs=CostWatch(lambda inputs: self._wavespeed.price(inputs), s.prices, audit,
+                            guild_settings, follow=s.price_follow_wavespeed,
+                            markup_percent=s.price_markup_percent),
+            media=media, intake=intake, starter=starter,
             actions=JobActions(jobs=jobs, engine=engine, starter=starter, prices=s.prices,
-                               input_limits=input_limits))
+                               input_limits=input_limits, media=media, intake=intake))
+
+    def _reference_intake(self, media: MediaStore) -> ReferenceIntake:
+        s = self.settings
+
+        def limits(max_bytes: int) -> ProbeLimits:
+            return ProbeLimits(min_seconds=s.reference_min_seconds,
+                               max_seconds=s.reference_max_seconds, max_bytes=max_bytes)
+
+        async def download(url: str, dest: Path, max_bytes: int) -> int:
+            return await self._wavespeed.download_output(url, dest, max_bytes=max_bytes)
+
+        async def upload(path: Path, filename: str, content_type: str) -> str:
+            return await self._wavespeed.upload_media(path, filename, content_type)
+
+        return ReferenceIntake(download=download, upload=upload, media=media,
+                               workdir=self._workdir / "intake",
+                               video_limits=limits(s.max_video_bytes),
+                               audio_limits=limits(s.max_audio_bytes))
 
     @property
     def button_actions(self) -> ButtonActions:
@@ -146,6 +174,7 @@ class Ref2VideoBot(commands.Bot):
         self.add_listener(self.services.actions.on_reference_form,  # its form, likewise
                           "on_interaction")
         await self._sync_commands()
+        await asyncio.to_thread(self.services.intake.clear_leftovers)
         # Jobs resume once the gateway has filled the channel cache they post into.
         self._starter = asyncio.create_task(self._start_engine(), name="engine-start")
 
@@ -155,6 +184,7 @@ class Ref2VideoBot(commands.Bot):
             self.services.board.update(job)
         self.services.board.start()
         self.services.balance.start()
+        self.services.costs.start()
         await self.services.engine.start()
         self._engine_started.set()
         log.info("engine started: %d queued, %d running", self.services.engine.queue_length,
@@ -210,6 +240,7 @@ class Ref2VideoBot(commands.Bot):
             await _closed("engine", self._close_engine(self.services.engine), failures)
             await _closed("status board", self.services.board.close(), failures)
             await _closed("balance watch", self.services.balance.close(), failures)
+            await _closed("cost watch", self.services.costs.close(), failures)
         finally:
             await super().close()
         if failures:
@@ -357,7 +388,7 @@ async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
                 http_hosts=_reference_hosts(settings)))
             install_log_redaction([sim.api_key])
             wavespeed = WaveSpeedClient(session, sim.api_key, sim.base_url,
-                                        output_http_hosts=(*settings.output_http_hosts,
+                                        output_http_hosts=(*_reference_hosts(settings),
                                                            sim.host))
             log.warning("SIMULATE MODE: WaveSpeed is simulated (%s tier, %gx speed, %g%% of "
                         "tasks fail); nothing is paid and every message says so",
@@ -367,7 +398,7 @@ async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
             assert settings.wavespeed_api_key is not None  # Settings requires it when live
             wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
                                         settings.wavespeed_base_url,
-                                        output_http_hosts=settings.output_http_hosts)
+                                        output_http_hosts=_reference_hosts(settings))
         bot = Ref2VideoBot(settings, db, wavespeed)
         async with bot:
             stopper.attach(bot)
@@ -377,8 +408,9 @@ async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
 
 
 def _reference_hosts(settings: Settings) -> tuple[str, ...]:
-    """Where simulate mode may download references over plain http: the hosts outputs may
-    come from, and a local Discord's (whose attachments are served by it)."""
+    """Where files may be downloaded over plain http and from private addresses: the hosts
+    outputs may come from, and a local Discord's (whose attachments, the references the bot
+    takes in, are served by it)."""
     hosts = list(settings.output_http_hosts)
     if settings.discord_api_base_url:
         url = URL(settings.discord_api_base_url)

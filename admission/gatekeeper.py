@@ -84,6 +84,11 @@ class Gatekeeper:
         async with self._locks[who.guild_id]:
             yield await self._admit(who, request)
 
+    async def precheck(self, who: Requester, request: GenerationRequest) -> None:
+        """Raise Refused if the rules say no now, before slow work (downloading the
+        references) that a refusal would waste. Not a promise: `admitting` decides."""
+        await self._admit(who, request)
+
     async def _admit(self, who: Requester, request: GenerationRequest) -> Admission:
         settings = await self._settings.get(who.guild_id)
         for refusal in (check_pause(settings),

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".webm", ".m4v", ".mkv"})
+# The model takes MP4 or MOV references (m4v is MP4 by another name); the probe checks the
+# container itself (media/probe.py).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v"})
 AUDIO_EXTENSIONS = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac"})
 
 
@@ -42,15 +44,16 @@ def check_media(
         raise InputError(
             f"`{option}` must be {'a video' if kind == 'video' else 'an audio file'} "
             f"({allowed}), but `{_safe_name(filename)}` is "
-            f"{declared or 'of unknown type'}. Attach a {kind} file instead."
+            f"{declared or 'of unknown type'}. Attach a {kind} file instead. Nothing was charged."
         )
     if size > limit:
         raise InputError(
             f"`{option}` is {_mib(size)}; the limit is {_mib(limit)}. "
-            f"Trim or compress `{_safe_name(filename)}` and try again."
+            f"Trim or compress `{_safe_name(filename)}` and try again. Nothing was charged."
         )
     if size <= 0:
-        raise InputError(f"`{option}` (`{_safe_name(filename)}`) is empty. Attach the file again.")
+        raise InputError(f"`{option}` (`{_safe_name(filename)}`) is empty. Attach the file "
+                         "again. Nothing was charged.")
 
 
 def check_text(option: str, text: str | None, limit: int, *, required: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import discord
 from discord import app_commands
@@ -16,6 +17,7 @@ from discord.ext import commands
 
 from admission.periods import day_window
 from discord_layer.checks import require_moderator
+from discord_layer.cost_watch import CostWatch
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.settings_view import pause_state
@@ -29,6 +31,30 @@ def month_start(now: float) -> int:
     moment = datetime.fromtimestamp(now, tz=UTC)
     return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
+
+
+def _margins(costs: CostWatch) -> str:
+    """One line per option: what it sells for, what WaveSpeed charges, the margin."""
+    reading = costs.last
+    if reading is None:
+        return "not read from WaveSpeed yet"
+    lines = []
+    for m in costs.margins():
+        share = "" if m.percent is None else f" ({m.percent:+.0f}%)"
+        flag = " ⚠️ below cost" if m.below_cost else ""
+        lines.append(f"{m.label}: {m.credits:,} credits (${m.price_usd:.2f}) · WaveSpeed "
+                     f"${m.cost_usd:.2f} · margin {_signed_usd(m.margin_usd)}{share}{flag}")
+    when = f"checked <t:{int(reading.at)}:R>"
+    if reading.error is not None:
+        when = f"last check failed ({reading.error}) <t:{int(reading.at)}:R>" + (
+            "; figures from the one before" if lines else "")
+    follow = (f" · prices follow WaveSpeed's +{costs.markup_percent:g}%" if costs.follow
+              else "")
+    return "\n".join([*lines, when + follow])
+
+
+def _signed_usd(amount: Decimal) -> str:
+    return f"{'-' if amount < 0 else '+'}${abs(amount):.2f}"
 
 
 def _jobs(count: int) -> str:
@@ -113,6 +139,8 @@ class AdminCog(commands.GroupCog, group_name="admin",
                    f"{s.settings.simulate_tier.title()} tier limits)" if s.settings.simulated
                    else "WaveSpeed balance (the operator's account)")
         embed.add_field(name=account, value=balance, inline=False)
+        embed.add_field(name="Price and WaveSpeed's cost per clip", value=_margins(s.costs),
+                        inline=False)
         embed.set_footer(text="Counts delivered and unfinished jobs of this server; refunded "
                          "ones cost nothing and are left out.")
         await reply_private(interaction, embed=embed)

@@ -4,7 +4,9 @@ until every check has passed."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Literal
 
 import discord
 from discord import app_commands
@@ -13,6 +15,7 @@ from discord.ext import commands
 from admission.input_rules import check_media, check_text
 from discord_layer.services import Services, services_of
 from discord_layer.text import SIZE_LABELS
+from media.intake import Attached
 from wavespeed.models import SEED_MAX, SEED_MIN, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ class GenerateCog(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(
         prompt="What the new clip should show",
-        video="Reference video (mp4, mov, webm, m4v or mkv)",
+        video="Reference video: MP4 or MOV, 2-30 seconds, up to 100 MB",
         video2="Optional second reference video",
         negative_prompt="Optional: what the clip should avoid",
         audio="Optional soundtrack the motion loosely follows (mp3, wav, m4a, aac, ogg, flac)",
@@ -64,23 +67,36 @@ class GenerateCog(commands.Cog):
         limits = s.input_limits
         check_text("prompt", prompt, limits.max_prompt_chars, required=True)
         check_text("negative_prompt", negative_prompt, limits.max_prompt_chars, required=False)
-        check_media("video", "video", video.filename, video.content_type, video.size,
-                    limits.max_video_bytes)
+        files = [_attached("video", "video", video, limits.max_video_bytes)]
         if video2 is not None:
-            check_media("video2", "video", video2.filename, video2.content_type, video2.size,
-                        limits.max_video_bytes)
+            files.append(_attached("video2", "video", video2, limits.max_video_bytes))
         if audio is not None:
-            check_media("audio", "audio", audio.filename, audio.content_type, audio.size,
-                        limits.max_audio_bytes)
-        request = GenerationRequest(
-            videos=tuple(a.url for a in (video, video2) if a is not None),
+            files.append(_attached("audio", "audio", audio, limits.max_audio_bytes))
+        draft = GenerationRequest(
+            videos=tuple(f.url for f in files if f.kind == "video"),
             prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip() or None,
             audio=audio.url if audio else None, size=size, duration=duration,
             shot_type=shot_type, enable_prompt_expansion=prompt_expansion, seed=seed)
-        assert interaction.guild_id is not None
-        await s.starter.begin(interaction, request, interaction.channel,
+        channel = interaction.channel
+        # The cheap refusals first (rules, credits), then the slow part: each file is
+        # downloaded, probed and kept at WaveSpeed, and the job carries those copies.
+        await s.starter.precheck(interaction, draft, channel)
+        kept = {k.option: k.url for k in await s.intake.take(
+            files, owner=(interaction.guild_id, interaction.user.id))}
+        request = dataclasses.replace(
+            draft, videos=tuple(kept[f.option] for f in files if f.kind == "video"),
+            audio=kept.get("audio"))
+        await s.starter.begin(interaction, request, channel,
                               start_key=f"command:{interaction.id}")
 
+
+def _attached(option: str, kind: Literal["video", "audio"], attachment: discord.Attachment,
+              limit: int) -> Attached:
+    """The attachment, if its declared name, type and size pass (InputError otherwise)."""
+    check_media(option, kind, attachment.filename, attachment.content_type, attachment.size,
+                limit)
+    return Attached(option, kind, attachment.url, attachment.filename, attachment.content_type,
+                    attachment.size)
 
 async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(GenerateCog(services_of(bot)))

@@ -143,6 +143,13 @@ class Settings:
         p1080_10s=Setting("PRICE_1080P_10S", Whole(at_least=1), "credits for a 1080p, 10 s clip"),
         usd_per_credit=Setting("USD_PER_CREDIT", Number(above=0), "US$ one credit is worth"),
     ))
+    price_follow_wavespeed: bool = field(default=False, metadata=from_env(
+        "PRICE_FOLLOW_WAVESPEED", Flag(BOOLEAN_WORDS),
+        "set each price from WaveSpeed's own (its pricing endpoint, read at start and daily) "
+        "plus PRICE_MARKUP_PERCENT, instead of the PRICE_* values"))
+    price_markup_percent: float = field(default=20.0, metadata=from_env(
+        "PRICE_MARKUP_PERCENT", Number(at_least=0.0, at_most=1000.0),
+        "with PRICE_FOLLOW_WAVESPEED: how much above WaveSpeed's price a clip sells, in %"))
     starting_credits: int = field(default=0, metadata=from_env(
         "STARTING_CREDITS", Whole(at_least=0), "credits a new user starts with"))
     nsfw_charge: bool = field(default=False, metadata=from_env(
@@ -173,6 +180,12 @@ class Settings:
         "addresses too (local fakes, an internal mirror); see wavespeed/safe_download.py"))
     max_video_bytes: int = field(default=104_857_600, metadata=from_env(
         "MAX_VIDEO_BYTES", Whole(at_least=1), "largest reference video accepted, in bytes"))
+    reference_min_seconds: float = field(default=2.0, metadata=from_env(
+        "REFERENCE_MIN_SECONDS", Number(at_least=2.0, at_most=30.0),
+        "shortest reference video (and audio) accepted, in seconds (the model's limit is 2)"))
+    reference_max_seconds: float = field(default=30.0, metadata=from_env(
+        "REFERENCE_MAX_SECONDS", Number(at_least=2.0, at_most=30.0),
+        "longest reference video (and audio) accepted, in seconds (the model's limit is 30)"))
     max_audio_bytes: int = field(default=20_971_520, metadata=from_env(
         "MAX_AUDIO_BYTES", Whole(at_least=1), "largest audio attachment accepted, in bytes"))
     max_prompt_chars: int = field(default=1500, metadata=from_env(
@@ -190,6 +203,9 @@ class Settings:
                     row.kind.optional and value is None):
                 raise TypeError(f"Settings.{row.attr} must be a Secret, so it is never printed")
         if (problem := _needs_key(self.wavespeed_mode, self.wavespeed_api_key)) is not None:
+            raise ValueError(f"invalid Settings: {problem}")
+        if (problem := _reference_range(self.reference_min_seconds,
+                                        self.reference_max_seconds)) is not None:
             raise ValueError(f"invalid Settings: {problem}")
         wrong = [
             f"{row.attr} must be {complaint}"
@@ -287,9 +303,22 @@ def load_settings(
     if {"wavespeed_mode", "wavespeed_api_key"} <= values.keys() and (missing := _needs_key(
             values["wavespeed_mode"], values["wavespeed_api_key"])) is not None:
         problems.insert(key_at, missing)
+    if {"reference_min_seconds", "reference_max_seconds"} <= values.keys() and (
+            backwards := _reference_range(values["reference_min_seconds"],
+                                          values["reference_max_seconds"])) is not None:
+        problems.append(backwards)
     if problems:
         raise SettingsError(problems, env_file=env_file)
     return build(Settings, values)
+
+
+def _reference_range(shortest: object, longest: object) -> str | None:
+    """The range of reference lengths must not be empty."""
+    if isinstance(shortest, float | int) and isinstance(longest, float | int) and (
+            shortest > longest):
+        return (f"REFERENCE_MIN_SECONDS ({shortest:g}) is above REFERENCE_MAX_SECONDS "
+                f"({longest:g}): lower the first or raise the second")
+    return None
 
 
 def _needs_key(mode: object, key: object) -> str | None:

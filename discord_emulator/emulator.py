@@ -32,15 +32,18 @@ from discord_emulator.interactions import (
     validate_modal,
 )
 from discord_emulator.model import (
+    DEFAULT_ATTACHMENT_LINK_TTL,
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_FILESIZE_LIMIT,
     EDITABLE_FLAGS,
     FLAG_EPHEMERAL,
     FLAG_LOADING,
+    GONE,
     INTENT_GUILD_MESSAGES,
     INTENT_GUILDS,
     SENDABLE_FLAGS,
     ApiError,
+    AttachmentLinks,
     AttachmentRecord,
     Channel,
     Guild,
@@ -103,15 +106,32 @@ class DiscordEmulator:
     50035), the bot token on REST (401) and IDENTIFY (close 4004), privileged intents (4014),
     every documented limit of a command sync, a modal and autocomplete results (400 50035;
     see discord_interactions), and `enforce_nonce` deduplication of channel messages within
-    `nonce_window` s (the earlier message is returned, nothing new is created)."""
+    `nonce_window` s (the earlier message is returned, nothing new is created).
+
+    Attachment links are signed and expire, as Discord's CDN links do:
+    `{base_url}/attachments/<channel>/<id>/<name>?ex=<8-hex expiry>&is=<8-hex issue>&hm=<64-hex
+    HMAC>&` (`proxy_url`: the same under `/media`), unix seconds on `clock` (default
+    time.time; replace it to move time), lasting `attachment_link_ttl` s (default a day). A
+    link that is expired, unsigned, tampered with, or for an attachment no longer served
+    answers 404 "This content is no longer available.". Every payload that shows an
+    attachment (message replies and GETs, MESSAGE_CREATE/UPDATE, an interaction's
+    `resolved.attachments`, `add_attachment`) carries a link valid when it is produced; an
+    attachment keeps its link while that has half its lifetime left, so payloads produced
+    close together agree (see discord_model.AttachmentLinks). `expire_attachment_links()`
+    makes every link issued so far 404 from then on; re-fetching the message gives a working
+    one."""
 
     def __init__(
         self, *, bot_name: str = "ref2video", ack_deadline: float = 3.0,
         token_lifetime: float = 15 * 60, request_size_limit: int = 25 * MiB,
         privileged_intents: int = 0, heartbeat_interval_ms: int = 41_250,
-        nonce_window: float = 5 * 60,
+        nonce_window: float = 5 * 60, attachment_link_ttl: float = DEFAULT_ATTACHMENT_LINK_TTL,
     ) -> None:
         self.ack_deadline = ack_deadline
+        self.attachment_link_ttl = attachment_link_ttl
+        self.clock: Callable[[], float] = time.time  # unix seconds, for attachment links
+        self.attachment_links = AttachmentLinks(lambda: self.clock(),
+                                                lambda: self.attachment_link_ttl)
         self.nonce_window = nonce_window  # Docs: enforce_nonce looks back "a few minutes"
         self.token_lifetime = token_lifetime
         self.request_size_limit = request_size_limit
@@ -239,11 +259,19 @@ class DiscordEmulator:
         self.dispatch("GUILD_CREATE", guild.payload(), intent=INTENT_GUILDS)
         return guild
 
-    def add_attachment(self, filename: str, data: bytes,
-                       content_type: str | None = None) -> dict[str, Any]:
-        """A user's upload for an attachment option, served from the emulator."""
+    def add_attachment(self, filename: str, data: bytes, content_type: str | None = None, *,
+                       declared_size: int | None = None) -> dict[str, Any]:
+        """A user's upload for an attachment option, served from the emulator. Its payload's
+        `size` is `declared_size` when given (a client that lies about it), else the true
+        size; the bytes served are always `data`."""
         att = self._make_attachment(0, filename, data, content_type, ephemeral=True)
+        att.declared_size = declared_size
         return att.payload()
+
+    def expire_attachment_links(self) -> None:
+        """Every attachment link issued so far answers 404 from now on (as after Discord's
+        day); links in payloads produced later work."""
+        self.attachment_links.revoke_all()
 
     def forget_attachment(self, attachment_id: int) -> bool:
         """Stop serving an attachment and drop its bytes (an upload whose command was
@@ -259,8 +287,8 @@ class DiscordEmulator:
         kind = "ephemeral-attachments" if ephemeral else "attachments"
         path = f"/{kind}/{scope or self.application_id}/{aid}/{filename}"
         guessed = mimetypes.guess_type(filename)[0]
-        att = AttachmentRecord(aid, filename, data, content_type or guessed, self.base_url + path,
-                               self.base_url + "/media" + path, description)
+        att = AttachmentRecord(aid, filename, data, content_type or guessed, self.base_url, path,
+                               self.attachment_links, description)
         self._blobs[aid] = att
         return att
 
@@ -927,10 +955,14 @@ class DiscordEmulator:
         return json_response(member.payload())
 
     async def _blob(self, request: web.Request) -> web.StreamResponse:
-        aid = request.match_info["id"]
+        """The CDN: an attachment's bytes for a link signed and not expired, else 404."""
+        info = request.match_info
+        aid = info["id"]
         att = self._blobs.get(int(aid)) if _is_id(aid) else None
-        if att is None or att.filename != request.match_info["name"]:
-            return web.Response(status=404, text="Not Found")
+        path = f"/{info['kind']}/{info['scope']}/{aid}/{info['name']}"
+        if att is None or att.path != path or not self.attachment_links.valid(path,
+                                                                              request.query):
+            return web.Response(status=404, text=GONE)
         return web.Response(body=att.data, content_type=att.content_type or
                             "application/octet-stream")
 

@@ -7,7 +7,10 @@ threads.py, message.py). The server lives in tests/fakes/discord.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +21,8 @@ from typing import Any, Protocol, TypeVar
 DISCORD_EPOCH_MS = 1_420_070_400_000
 MiB = 1024 * 1024
 DEFAULT_FILESIZE_LIMIT = 10 * MiB
+DEFAULT_ATTACHMENT_LINK_TTL = 86_400.0  # Discord's signed CDN links last about a day
+GONE = "This content is no longer available."  # the CDN's 404 body for a dead link
 THREAD_ARCHIVE_DURATIONS = frozenset({60, 1440, 4320, 10080})
 TEXT, PUBLIC_THREAD, PRIVATE_THREAD = 0, 11, 12
 
@@ -433,24 +438,87 @@ class Guild:
 # -- records -----------------------------------------------------------------------------
 
 
+class AttachmentLinks:
+    """Signs attachment links as Discord's CDN does: `?ex=<8-hex expiry>&is=<8-hex issue
+    time>&hm=<64-hex HMAC>&`, unix seconds on `clock()`, lasting `ttl()` seconds. The HMAC
+    (keyed with a secret of this emulator) covers the attachment's path, ex and is, so `url`
+    (`/attachments/...`) and `proxy_url` (`/media/attachments/...`) share one query.
+
+    An attachment keeps its current link while that has at least half its lifetime left and
+    was signed with the current key, so payloads produced close together agree (as Discord's
+    do); past that, or after `revoke_all`, the next payload carries a freshly signed one."""
+
+    def __init__(self, clock: Callable[[], float], ttl: Callable[[], float]) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._key = secrets.token_bytes(32)
+        self.generation = 0  # bumped by revoke_all: links signed before it are refused
+
+    def revoke_all(self) -> None:
+        """Refuse every link issued so far; links issued from now on work."""
+        self._key = secrets.token_bytes(32)
+        self.generation += 1
+
+    def _mac(self, path: str, expires: int, issued: int) -> str:
+        message = f"{path}\n{expires:08x}\n{issued:08x}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def query(self, att: AttachmentRecord) -> str:
+        """The signed query ("?ex=...&is=...&hm=...&") of `att`'s current link."""
+        now = self._clock()
+        ttl = self._ttl()
+        link = att.link
+        if link is None or link[0] != self.generation or link[2] - now < ttl / 2:
+            issued = int(now)
+            link = att.link = (self.generation, issued, issued + max(1, round(ttl)))
+        _, issued, expires = link
+        return f"?ex={expires:08x}&is={issued:08x}&hm={self._mac(att.path, expires, issued)}&"
+
+    def valid(self, path: str, query: Mapping[str, str]) -> bool:
+        """Whether `query` signs `path` with the current key and has not expired."""
+        ex, issued, mac = (query.get(k, "") for k in ("ex", "is", "hm"))
+        if not all(re.fullmatch(r"[0-9a-f]{8}", v) for v in (ex, issued)) or not re.fullmatch(
+                r"[0-9a-f]{64}", mac):
+            return False
+        expected = self._mac(path, int(ex, 16), int(issued, 16))
+        return hmac.compare_digest(mac, expected) and self._clock() < int(ex, 16)
+
+
 @dataclass(eq=False)
 class AttachmentRecord:
+    """A served file. `url` and `proxy_url` are signed links valid when read (see
+    AttachmentLinks); `size` is `declared_size` when set (a payload that lies), else the
+    true length of `data`."""
+
     id: int
     filename: str
     data: bytes
     content_type: str | None
-    url: str
-    proxy_url: str
+    base_url: str  # the emulator's, e.g. http://127.0.0.1:<port>
+    path: str  # /attachments/<scope>/<id>/<filename> (or /ephemeral-attachments/...)
+    links: AttachmentLinks
     description: str | None = None
+    declared_size: int | None = None
+    link: tuple[int, int, int] | None = None  # current link: (key generation, is, ex)
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.declared_size is None else self.declared_size
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.path + self.links.query(self)
+
+    @property
+    def proxy_url(self) -> str:
+        return self.base_url + "/media" + self.path + self.links.query(self)
 
     def payload(self) -> dict[str, Any]:
+        query = self.links.query(self)
         data: dict[str, Any] = {
             "id": str(self.id), "filename": self.filename, "size": self.size,
-            "url": self.url, "proxy_url": self.proxy_url,
+            "url": self.base_url + self.path + query,
+            "proxy_url": self.base_url + "/media" + self.path + query,
         }
         if self.content_type is not None:
             data["content_type"] = self.content_type
@@ -1053,6 +1121,7 @@ __all__ = [
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_MEMBER_PERMISSIONS",
     "ApiError",
+    "AttachmentLinks",
     "AttachmentRecord",
     "Channel",
     "GatewayFrame",

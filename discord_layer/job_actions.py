@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from typing import Any
 
 import discord
@@ -21,16 +22,24 @@ from discord_layer.job_starter import JobStarter
 from discord_layer.replies import reply_private
 from discord_layer.text import credits_text, stamped
 from engine.engine import JobEngine
+from media.intake import Attached, ReferenceIntake
 from money.prices import PriceTable
 from storage.jobs import Job, JobState, JobStore
+from storage.media import MediaStore
 from wavespeed.models import SEED_MAX, GenerationRequest
+
+# A Re-roll needs its references kept at least this much longer: the new job may queue.
+REROLL_MARGIN = 6 * 3600.0
 
 
 class JobActions:
     """Implements discord_layer.buttons.ButtonActions."""
 
     def __init__(self, *, jobs: JobStore, engine: JobEngine, starter: JobStarter,
-                 prices: PriceTable, input_limits: InputLimits) -> None:
+                 prices: PriceTable, input_limits: InputLimits, media: MediaStore,
+                 intake: ReferenceIntake) -> None:
+        self._media = media
+        self._intake = intake
         self._jobs = jobs
         self._engine = engine
         self._starter = starter
@@ -88,6 +97,10 @@ class JobActions:
         seed = random.randint(0, SEED_MAX)  # a seed, not a secret
         while seed == job.request.seed:
             seed = random.randint(0, SEED_MAX)
+        gone = await self._references_gone(job)
+        if gone is not None:
+            await reply_private(interaction, gone)
+            return
         request = dataclasses.replace(job.request, seed=seed)
         # Always confirmed, at today's price (the old job's may differ).
         await self._starter.begin(
@@ -117,19 +130,44 @@ class JobActions:
             job = await self._job_for(interaction, int(match["job"]), moderators=False)
             if job is None:
                 return
-            url = await _clip_url(interaction, job)
-            if url is None:
+            clip = await _clip_url(interaction, job)
+            if clip is None:
                 await reply_private(interaction, f"Job #{job.id} has no clip to use any more.")
                 return
+            url, size = clip
             old = job.request
             prompt = _submitted(data.get("components") or [], "prompt").strip() or old.prompt
-            request = GenerationRequest(videos=(url,), prompt=prompt, size=old.size,
-                                        duration=old.duration)
-            await self._starter.begin(
-                interaction, request, _channel_of(interaction, job),
-                start_key=f"modal:{match['token']}")
+            draft = GenerationRequest(videos=(url,), prompt=prompt, size=old.size,
+                                      duration=old.duration)
+            channel = _channel_of(interaction, job)
+            await self._starter.precheck(interaction, draft, channel)
+            # The clip is taken in like an attachment: checked, and kept at WaveSpeed, so
+            # the new job never depends on the link it was fetched from.
+            kept = await self._intake.take([Attached(
+                "clip", "video", url, f"job-{job.id}.mp4", "video/mp4", size)],
+                owner=(interaction.guild_id, interaction.user.id))
+            request = dataclasses.replace(draft, videos=(kept[0].url,))
+            await self._starter.begin(interaction, request, channel,
+                                      start_key=f"modal:{match['token']}")
         except Exception as exc:  # noqa: BLE001 - report_error answers and logs
             await report_error(interaction, exc, what="the Use as reference form")
+
+
+    async def _references_gone(self, job: Job) -> str | None:
+        """Why a Re-roll of `job` cannot use its references (what to tell its owner), or
+        None while WaveSpeed keeps its copies long enough for a new job to be queued."""
+        request = job.request
+        expiry = await self._media.expiry(
+            [*request.videos, *([request.audio] if request.audio else [])])
+        if expiry is None:
+            return (f"Job #{job.id}'s reference files were not kept (it is from before the "
+                    "bot kept copies), so it cannot be re-rolled. Run `/ref2video` again with "
+                    "the files. Nothing was charged.")
+        if expiry < time.time() + REROLL_MARGIN:
+            return (f"WaveSpeed keeps reference files for 7 days, and job #{job.id}'s are "
+                    f"{'gone' if expiry <= time.time() else 'about to go'}, so it cannot be "
+                    "re-rolled. Run `/ref2video` again with the files. Nothing was charged.")
+        return None
 
 
 def _channel_of(interaction: discord.Interaction, job: Job) -> Any:
@@ -155,9 +193,10 @@ def _has_clip(job: Job) -> bool:
     return job.state is JobState.DELIVERED or job.late_outcome == "delivered"
 
 
-async def _clip_url(interaction: discord.Interaction, job: Job) -> str | None:
-    """A fresh link to the posted clip (Discord signs attachment links for about a day), or
-    WaveSpeed's output link when the clip was posted as a link."""
+async def _clip_url(interaction: discord.Interaction, job: Job) -> tuple[str, int | None] | None:
+    """A fresh link to the posted clip (Discord signs attachment links for about a day:
+    fetching the message signs a new one) and its size, or WaveSpeed's output link when the
+    clip was posted as a link."""
     if not _has_clip(job) or job.delivery is None:
         return None
     receipt = job.delivery
@@ -168,5 +207,5 @@ async def _clip_url(interaction: discord.Interaction, job: Job) -> str | None:
         except discord.HTTPException:
             message = None
         if message is not None and message.attachments:
-            return message.attachments[0].url
-    return job.output_url
+            return message.attachments[0].url, message.attachments[0].size
+    return (job.output_url, None) if job.output_url else None

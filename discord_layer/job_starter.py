@@ -27,7 +27,7 @@ from discord_layer.status import StatusBoard
 from discord_layer.text import NO_PINGS, credits_text, job_link, thread_name
 from engine.engine import JobEngine
 from money.prices import PriceTable
-from storage.credits import InsufficientCreditsError
+from storage.credits import CreditStore, InsufficientCreditsError
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import AlreadyStarted, Job, JobStore
 from storage.offers import Offer, OfferClosed, OfferStore, offer_key
@@ -42,9 +42,10 @@ class JobStarter:
     def __init__(
         self, *, prices: PriceTable, engine: JobEngine, jobs: JobStore,
         gatekeeper: Gatekeeper, guild_settings: GuildSettingsStore, offers: OfferStore,
-        audit: AuditLog, board: StatusBoard, input_limits: InputLimits,
+        audit: AuditLog, board: StatusBoard, input_limits: InputLimits, credits: CreditStore,
     ) -> None:
         self.prices = prices
+        self.credits = credits
         self.engine = engine
         self.jobs = jobs
         self.gatekeeper = gatekeeper
@@ -139,10 +140,7 @@ class JobStarter:
         _check_can_post(channel, interaction.app_permissions)
         price = self.prices.credits_for(request.size, request.duration)
         member = interaction.user
-        who = Requester(
-            guild_id=interaction.guild_id, user_id=member.id, channel_id=channel.id,
-            parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
-            role_ids=frozenset(r.id for r in getattr(member, "roles", ())))
+        who = _requester(interaction, channel)
         try:
             async with self.gatekeeper.admitting(who, request) as admission:
                 job = await self.engine.create_job(
@@ -157,10 +155,7 @@ class JobStarter:
                                      refused.refusal.reason_code, refused.refusal.detail)
             raise
         except InsufficientCreditsError as exc:
-            raise InputError(
-                f"This clip costs {credits_text(price, self.prices.usd(price))}, and you have "
-                f"{exc.balance:,} credits. Ask a moderator for credits, or pick 720p or 5 s "
-                f"(see `/credits prices`). Nothing was charged.") from None
+            raise self._no_credits(price, exc.balance) from None
 
         # From here the job exists and holds its price: every way out either undoes it (and
         # says nothing was charged) or queues it (and says so), never neither.
@@ -187,6 +182,30 @@ class JobStarter:
             f"Job #{job.id} is queued. {credits_text(price, self.prices.usd(price))} reserved; "
             f"you have {left:,} credits left. Follow it here: {job_link(queued)}\n"
             "You are only charged if the clip is delivered; a failure is refunded in full.")
+
+    def _no_credits(self, price: int, balance: int) -> InputError:
+        return InputError(
+            f"This clip costs {credits_text(price, self.prices.usd(price))}, and you have "
+            f"{balance:,} credits. Ask a moderator for credits, or pick 720p or 5 s "
+            f"(see `/credits prices`). Nothing was charged.")
+
+    async def precheck(self, interaction: discord.Interaction, request: GenerationRequest,
+                       channel: Any) -> None:
+        """What would refuse this request now (text, where, who, the rules, credits),
+        asked before its references are downloaded; `start` asks all of it again."""
+        self.check_text(request)
+        assert interaction.guild_id is not None and channel is not None  # guild_only
+        _check_can_post(channel, interaction.app_permissions)
+        try:
+            await self.gatekeeper.precheck(_requester(interaction, channel), request)
+        except Refused as refused:
+            await self.audit.refused(interaction.guild_id, interaction.user.id, channel.id,
+                                     refused.refusal.reason_code, refused.refusal.detail)
+            raise
+        price = self.prices.credits_for(request.size, request.duration)
+        balance = await self.credits.balance(interaction.guild_id, interaction.user.id)
+        if balance.available < price:
+            raise self._no_credits(price, balance.available)
 
     async def _already_started(self, interaction: discord.Interaction, job: Job) -> None:
         await reply_private(interaction, f"Job #{job.id} was already started by this; nothing "
@@ -260,6 +279,15 @@ class JobStarter:
             self._no_thread_logged.add(channel_id)
             log.warning("cannot create threads in channel %d (%s); delivering in the channel",
                         channel_id, why)
+
+
+def _requester(interaction: discord.Interaction, channel: Any) -> Requester:
+    assert interaction.guild_id is not None
+    member = interaction.user
+    return Requester(
+        guild_id=interaction.guild_id, user_id=member.id, channel_id=channel.id,
+        parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
+        role_ids=frozenset(r.id for r in getattr(member, "roles", ())))
 
 
 def _check_can_post(channel: Any, perms: discord.Permissions) -> None:

@@ -13,13 +13,16 @@ from admission.input_rules import InputLimits
 from config import Settings
 from discord_layer.audit import AuditLog
 from discord_layer.balance_watch import BalanceWatch
+from discord_layer.cost_watch import CostWatch
 from discord_layer.job_actions import JobActions
 from discord_layer.job_starter import JobStarter
 from discord_layer.status import StatusBoard
 from engine.engine import JobEngine
+from media.intake import ReferenceIntake
 from storage.credits import CreditStore
 from storage.guild_settings import GuildSettingsStore
 from storage.jobs import JobStore
+from storage.media import MediaStore
 from storage.usage import GuildUsage
 
 
@@ -36,6 +39,9 @@ class Services:
     gatekeeper: Gatekeeper
     audit: AuditLog
     balance: BalanceWatch
+    costs: CostWatch            # WaveSpeed's price per option, and the margin
+    media: MediaStore           # the reference copies kept at WaveSpeed
+    intake: ReferenceIntake     # download, probe and keep a member's references
     starter: JobStarter
     actions: JobActions         # what the buttons do; /jobs cancel too
 

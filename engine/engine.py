@@ -42,6 +42,7 @@ from engine.rate_limit import SlidingWindowLimiter
 from money.prices import PriceTable
 from storage.database import LeaseLost
 from storage.jobs import Job, JobState, JobStore
+from storage.media import MediaStore
 from wavespeed.client import WaveSpeedClient
 from wavespeed.errors import (
     AuthenticationError,
@@ -58,6 +59,8 @@ from wavespeed.models import GenerationRequest, TaskStatus
 log = logging.getLogger(__name__)
 
 PRE_POST_ANNOUNCE_BOUND = 1.0  # seconds; part of EngineLimits.submit_max_seconds
+# A task fetches its references when it starts; a copy expiring sooner than this is gone.
+REFERENCE_FETCH_MARGIN = 600.0
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,10 @@ class JobEngine:
         self, store: JobStore, client: WaveSpeedClient, delivery: Delivery, prices: PriceTable,
         limits: EngineLimits, workdir: Path, *,
         clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+        media: MediaStore | None = None,
     ) -> None:
         self.store = store
+        self._media = media  # which reference copies WaveSpeed still keeps
         self.prices = prices
         self.limits = limits
         self._client = client
@@ -280,6 +285,8 @@ class JobEngine:
             assert item is not None
             user, job_id = item
             try:
+                if await self._references_gone(job_id):
+                    continue
                 job = await self.store.transition(
                     job_id, [JobState.QUEUED], JobState.SUBMITTING,
                     submitted_at=self._clock(), not_before=None)
@@ -339,6 +346,25 @@ class JobEngine:
             return
         await self._announce(running)
         await self._follow(running, resumed=False)
+
+    async def _references_gone(self, job_id: int) -> bool:
+        """Whether a queued job's stored reference copies expire before WaveSpeed could
+        fetch them; if so it is failed and refunded from `queued`, never submitted (a task
+        whose files are gone fails at WaveSpeed, and is billed). Asked before the job is
+        marked `submitting`, so a stop meanwhile leaves it simply queued. Unknown URLs (jobs
+        from before copies were kept) are not judged here."""
+        if self._media is None:
+            return False
+        job = await self.store.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return False
+        request = job.request
+        urls = [*request.videos, *([request.audio] if request.audio else [])]
+        expiry = await self._media.expiry(urls)
+        if expiry is None or expiry >= self._clock() + REFERENCE_FETCH_MARGIN:
+            return False
+        await self._fail(job, [JobState.QUEUED], "references_expired")
+        return True
 
     async def _record_task(self, job: Job, task_id: str) -> Job | None:
         """Store the task id, retrying through database errors: giving up here would leave

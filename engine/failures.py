@@ -34,6 +34,11 @@ MESSAGES: dict[str, str] = {
         "(not https, or a private address), so it was not downloaded."
     ),
     "delivery_failed": "The finished clip could not be posted: {detail}",
+    "references_expired": (
+        "WaveSpeed keeps reference files for 7 days, and this job's were gone before it could "
+        "be sent, so it was not started and your credits were refunded. Run /ref2video again "
+        "with the files."
+    ),
     "cancelled": "The job was cancelled.",
     "withheld": "The clip was not posted: {detail}",
 }

@@ -35,6 +35,8 @@ from av.video.plane import VideoPlane
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 from PIL import Image, ImageDraw, ImageFont
 
+from media.codecs import VIDEO_CODECS
+
 # Output frames are blended at this size at most (aspect kept), then upscaled.
 _WORK_SIDE = 480
 # Kept frames per reference: between half this and this many, evenly spaced.
@@ -56,10 +58,8 @@ _CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 # What PyAV and broken files raise while opening or decoding.
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError)
 _NOT_A_VIDEO = "reference {} is not a video file we can read (MP4, MOV, WebM or MKV)"
-# Camera and screen video codecs only. Image codecs (png, mjpeg, tiff...) inside a video
-# container make the decoder allocate whatever each picture declares, however small the
-# file or the container's own width and height.
-_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "prores"})
+# Camera and screen video codecs only (media/codecs.py says why).
+_VIDEO_CODECS = VIDEO_CODECS
 
 # x264 (preset, crf). Clips: ultrafast, on two cores the fastest and leanest preset by far
 # (at 1080p ~90 MB in x264 against ~200 MB for veryfast), and its Constrained Baseline

@@ -14,22 +14,20 @@ exits `EXIT_UNUSABLE`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
 import json
-import os
-import resource
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from media import child_process
+from media.child_process import ChildTimeout, die_with, limit_resources, run_child
+
 MEMORY_LIMIT_BYTES: Final = 1536 * 1024**2  # address space, not RSS: threads reserve stacks
 RENDER_TIMEOUT_SECONDS: Final = 300.0
 EXIT_UNUSABLE: Final = 3
-ROOT: Final = Path(__file__).resolve().parent.parent
+ROOT: Final = child_process.ROOT
 
 
 class RenderFailed(Exception):
@@ -48,20 +46,11 @@ async def render_in_child(directory: Path, references: int, *, width: int, heigh
     (directory / "job.json").write_text(json.dumps({
         "width": width, "height": height, "seconds": seconds, "caption": caption,
         "references": references}), encoding="utf-8")
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulator.render_worker", str(directory), str(os.getpid()),
-        cwd=ROOT,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
     try:
-        code = await asyncio.wait_for(child.wait(), RENDER_TIMEOUT_SECONDS)
-    except TimeoutError:
+        code = await run_child("simulator.render_worker", [str(directory)],
+                               time_limit=RENDER_TIMEOUT_SECONDS)
+    except ChildTimeout:
         raise RenderFailed("the simulated model timed out") from None
-    finally:
-        if child.returncode is None:  # cancelled or timed out: stop it now
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            await child.wait()
     if code == 0:
         return (directory / "clip.mp4").read_bytes()
     error = directory / "error.txt"
@@ -72,23 +61,10 @@ async def render_in_child(directory: Path, references: int, *, width: int, heigh
                        "a file may be too large or damaged")
 
 
-PR_SET_PDEATHSIG: Final = 1
-
-
-def _die_with(parent: int) -> None:
-    """Linux: be killed when the bot dies, even by SIGKILL, instead of rendering on for up
-    to RENDER_TIMEOUT_SECONDS; and stop now if it is gone already."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        raise SystemExit(1)
-
-
 def main(argv: Sequence[str]) -> int:
     directory = Path(argv[1])
-    _die_with(int(argv[2]))
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    os.nice(10)  # the bot's event loop comes first
+    die_with(int(argv[2]))
+    limit_resources(MEMORY_LIMIT_BYTES)
     from simulator.clip import ClipError, render_clip  # after the limit: imports count too
 
     job = json.loads((directory / "job.json").read_text(encoding="utf-8"))

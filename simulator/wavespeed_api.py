@@ -30,6 +30,28 @@ Faults that lose a reply after creating the task (a submit is processed and reco
 `Fault.malformed` (200 with broken JSON), `Fault.status_after_create` (an error status, as from
 a gateway whose upstream did the work), and `Fault.delay` when the client stops waiting first.
 `Fault.status` and `Fault.redirect` answer before the request is processed: no task.
+
+Pricing: `POST /api/v3/model/pricing` (`{"model_id", "inputs"}`) answers `data.unit_price`, the
+USD price of one task with those inputs, from `quote_usd` (default `contract_price_usd`, the
+contract's table; replaceable at any time). The same function is what a submit costs: with
+`charge_at_submit` (set by passing `prices_usd`, as simulate mode does) the play-money balance
+is charged that price at submit and given back when the task fails; without it (the tests'
+default) the balance never moves, but the quote is still served. A task remembers what it
+was charged, so a quote changed later does not change its refund.
+
+Media rules, as WaveSpeed documents them: uploads over 100 MB are refused (413 on the binary
+upload, 400 on a ticket declaring more, 413 on a PUT sending more), as are files that are not
+video, audio or an image by extension or content type (400 "unsupported file type"; see
+`SUPPORTED_EXTENSIONS`). Uploads are kept `media_ttl` seconds (default 7 days) by `clock`
+from their arrival (`upload_times`); after that `GET /media/...` is a 404 and the bytes are
+dropped. A token put into `uploads` by hand, with no upload time, never expires.
+
+References into this server's own media store (`{base_url}/media/...`) are checked at submit
+as WaveSpeed would fetch them: an unknown or expired one still creates (and bills) the task,
+which then fails with "reference N could not be downloaded (HTTP 404)" (or "the reference
+audio ..."); with a `reference_check` hook (tests: a PyAV decode), a reference whose bytes
+it finds unusable fails the task with "reference N could not be decoded: <why>". References
+on other hosts are not checked here (simulate mode's renderer downloads and decodes them).
 """
 
 from __future__ import annotations
@@ -47,10 +69,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import TracebackType
-from typing import Any, Self, TypeGuard
+from typing import Any, Final, Self, TypeGuard
 from urllib.parse import quote
 
 from aiohttp import web
+from yarl import URL
 
 from wavespeed.models import (
     DURATIONS,
@@ -64,13 +87,41 @@ from wavespeed.models import (
 )
 
 # "upload" is the multipart binary upload; "upload_ticket" and "upload_put" the direct one;
-# "history" is POST /api/v3/predictions.
+# "history" is POST /api/v3/predictions; "pricing" is POST /api/v3/model/pricing.
 ROUTES = frozenset(
-    {"submit", "result", "upload", "upload_ticket", "upload_put", "balance", "output", "history"}
+    {"submit", "result", "upload", "upload_ticket", "upload_put", "balance", "output", "history",
+     "pricing"}
 )
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the contract's 100 MB video limit
+_MULTIPART_SLACK = 1024 * 1024  # framing around the file in a binary upload
+MEDIA_TTL_SECONDS: Final = 7 * 86_400  # uploads are kept 7 days (docs)
+# The contract's price table, in USD per task, by (size, duration).
+CONTRACT_PRICES_USD: Final[dict[tuple[str, int], float]] = {
+    ("1280*720", 5): 1.00, ("720*1280", 5): 1.00, ("1280*720", 10): 1.50, ("720*1280", 10): 1.50,
+    ("1920*1080", 5): 1.50, ("1080*1920", 5): 1.50,
+    ("1920*1080", 10): 2.25, ("1080*1920", 10): 2.25,
+}
+# What the media store takes: by extension, and the content types that go with them.
+SUPPORTED_EXTENSIONS: Final[dict[str, str]] = {
+    ".mp4": "video", ".mov": "video", ".m4v": "video", ".webm": "video", ".mkv": "video",
+    ".mp3": "audio", ".wav": "audio", ".m4a": "audio", ".aac": "audio", ".ogg": "audio",
+    ".flac": "audio",
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".webp": "image", ".gif": "image",
+}
+SUPPORTED_CONTENT_TYPES: Final[dict[str, str]] = {
+    "video/mp4": "video", "video/quicktime": "video", "video/x-m4v": "video",
+    "video/webm": "video", "video/x-matroska": "video", "video/mkv": "video",
+    "audio/mpeg": "audio", "audio/mp3": "audio", "audio/wav": "audio", "audio/x-wav": "audio",
+    "audio/wave": "audio", "audio/vnd.wave": "audio", "audio/mp4": "audio",
+    "audio/x-m4a": "audio", "audio/m4a": "audio", "audio/aac": "audio", "audio/x-aac": "audio",
+    "audio/ogg": "audio", "audio/flac": "audio", "audio/x-flac": "audio",
+    "image/png": "image", "image/jpeg": "image", "image/jpg": "image", "image/webp": "image",
+    "image/gif": "image",
+}
+_UNTYPED = ("", "application/octet-stream", "binary/octet-stream")  # says nothing of the type
 MAX_PAGE_SIZE = 100
 MAX_KEPT_OUTPUT_BYTES = 256 * 1024 * 1024  # with output_ttl: rendered outputs in memory
+MAX_KEPT_UPLOAD_BYTES = 512 * 1024 * 1024  # uploaded media in memory, newest kept
 HISTORY_DAYS = 7  # WaveSpeed lists only the past 7 days
 _NS = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,6 +133,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Planner = Callable[[dict[str, Any]], "TaskBehaviour"]
 # Makes a task's output video (raises RenderError when it cannot).
 Renderer = Callable[["SimTask"], Awaitable[bytes]]
+# The USD price of one task with these submit inputs.
+Quote = Callable[[dict[str, Any]], float]
+# Whether a stored reference's bytes are usable as `kind` ("video" or "audio"): None if so,
+# else a short reason ("no video stream").
+ReferenceCheck = Callable[[bytes, str], Awaitable[str | None]]
+
+
+def contract_price_usd(inputs: dict[str, Any]) -> float:
+    """The contract's price of one task with these (valid) inputs: 720p $1.00 (5 s) or $1.50
+    (10 s), 1080p $1.50 or $2.25; size 1280*720 and 5 s when left out."""
+    return CONTRACT_PRICES_USD[(inputs.get("size", SIZES[0]), inputs.get("duration", 5))]
 
 
 class RenderError(Exception):
@@ -214,9 +276,11 @@ class SimTask:
     model: str = MODEL_PATH
     wall_ns: int = 0  # creation on SimulatedWaveSpeed.clock, in ns since the epoch (for history)
     # With a renderer: the output once made, or why it could not be (the task then fails).
+    # Also set while its own-media references are being checked (reference_check).
     rendering: bool = False
     output: bytes | None = None
     render_error: str | None = None
+    charged_usd: float = 0.0  # taken from the balance at submit (given back if it fails)
 
     def end_time(self) -> float:
         """Monotonic time the task leaves created/processing (inf while it never ends)."""
@@ -308,10 +372,18 @@ class SimulatedWaveSpeed:
         submits_per_minute: int | None = None,
         planner: Planner | None = None,
         renderer: Renderer | None = None,
-        prices_usd: Callable[[dict[str, Any]], float] | None = None,
+        prices_usd: Quote | None = None,
+        quote_usd: Quote | None = None,
         output_ttl: float | None = None,
+        media_ttl: float | None = MEDIA_TTL_SECONDS,
+        reference_check: ReferenceCheck | None = None,
         record_requests: bool = True,
     ) -> None:
+        """`prices_usd`: charge the balance at submit, this price (refunded when the task
+        fails); it is then also the quote. `quote_usd`: what `POST /api/v3/model/pricing`
+        answers (and a charged submit costs), default `prices_usd`, else the contract's
+        table. `media_ttl`: seconds an upload is kept, by `clock` (None: forever).
+        `reference_check`: checks the bytes of each own-media reference of a submit."""
         self.api_key = api_key
         self.processing_after = processing_after
         self.complete_after = complete_after
@@ -319,9 +391,13 @@ class SimulatedWaveSpeed:
         self.submits_per_minute = submits_per_minute
         self.planner = planner
         self.renderer = renderer
-        # Charged at submit and refunded when the task fails, as WaveSpeed does (it refunds
-        # failed tasks later); None: the balance never moves.
-        self.prices_usd = prices_usd
+        # One price source: quoted by the pricing route and, with charge_at_submit, taken at
+        # submit and refunded when the task fails, as WaveSpeed does (it refunds failed tasks
+        # later). Without charge_at_submit the balance never moves. Both replaceable.
+        self.quote_usd: Quote = quote_usd or prices_usd or contract_price_usd
+        self.charge_at_submit = prices_usd is not None
+        self.media_ttl = media_ttl
+        self.reference_check = reference_check
         self.output_ttl = output_ttl  # seconds a finished task's output is kept; None: forever
         self.record_requests = record_requests  # False: a long-running simulation keeps no log
         self.static_output = b""  # served for a completed task without a rendered output
@@ -332,6 +408,8 @@ class SimulatedWaveSpeed:
         self.tasks: dict[str, SimTask] = {}
         self.requests: list[RecordedRequest] = []
         self.uploads: dict[str, bytes] = {}  # download token -> stored bytes
+        self.upload_times: dict[str, float] = {}  # download token -> arrival, on `clock`
+        self.max_kept_upload_bytes = MAX_KEPT_UPLOAD_BYTES
         self.upload_tickets: dict[str, SimUpload] = {}  # token -> direct upload
         self.direct_uploads = True  # False: POST /api/v3/media/uploads is a 404, as on old APIs
         # False: success replies leave out the envelope's "code" and "message" (data only).
@@ -353,7 +431,7 @@ class SimulatedWaveSpeed:
     async def start(self) -> None:
         # Default client_max_size is 1 MB; uploads may be up to 100 MB (+ multipart framing).
         app = web.Application(
-            middlewares=[self._record], client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024
+            middlewares=[self._record], client_max_size=MAX_UPLOAD_BYTES + _MULTIPART_SLACK
         )
         api = "/api/v3"
         app.router.add_post(f"{api}/{MODEL_PATH}", self._faulty("submit", self._submit))
@@ -367,6 +445,7 @@ class SimulatedWaveSpeed:
         app.router.add_post(f"{api}/predictions", self._faulty("history", self._history))
         app.router.add_put("/storage/{token}", self._faulty("upload_put", self._upload_put))
         app.router.add_get(f"{api}/balance", self._faulty("balance", self._balance))
+        app.router.add_post(f"{api}/model/pricing", self._faulty("pricing", self._pricing))
         app.router.add_get("/outputs/{task_id}.mp4", self._faulty("output", self._output))
         app.router.add_get("/media/{token}/{filename}", self._media)
         app.router.add_route("*", f"{api}/{{tail:.*}}", self._unknown)  # JSON 401/404, not text
@@ -420,6 +499,25 @@ class SimulatedWaveSpeed:
         unix seconds on `clock` (default now); an older task is as far along as its age says."""
         task = self._create_task({}, behaviour or TaskBehaviour.ok(), model, created_at)
         return task.id
+
+    @property
+    def prices_usd(self) -> Quote | None:
+        """What a submit is charged (the quote), or None when submits charge nothing.
+        Setting it sets both `quote_usd` and `charge_at_submit` (None: stop charging)."""
+        return self.quote_usd if self.charge_at_submit else None
+
+    @prices_usd.setter
+    def prices_usd(self, price: Quote | None) -> None:
+        self.charge_at_submit = price is not None
+        if price is not None:
+            self.quote_usd = price
+
+    def media_expired(self, token: str) -> bool:
+        """Whether the upload `token` is past `media_ttl` on `clock` (False if unknown, or
+        put into `uploads` by hand with no upload time)."""
+        stored = self.upload_times.get(token)
+        return (stored is not None and self.media_ttl is not None
+                and self.clock() - stored >= self.media_ttl)
 
     def finish_task(self, task_id: str) -> None:
         """End a task now with its behaviour's outcome ('never' tasks complete normally)."""
@@ -534,7 +632,7 @@ class SimulatedWaveSpeed:
         if (wait := self._rate_limited()) is not None:
             return _envelope(429, "rate limit: too many submissions this minute",
                              **{"Retry-After": str(math.ceil(wait))})
-        price = self.prices_usd(body) if self.prices_usd is not None else 0.0
+        price = float(self.quote_usd(body)) if self.charge_at_submit else 0.0
         if price > self.balance_usd and self.top_up_usd:
             self.balance_usd = round(self.balance_usd + self.top_up_usd, 2)
         if price > self.balance_usd:
@@ -545,12 +643,23 @@ class SimulatedWaveSpeed:
             behaviour = self.planner(body)
         else:
             behaviour = TaskBehaviour.ok()
+        checks: list[tuple[str, str, bytes]] = []
+        if behaviour.outcome is not _Outcome.FAIL:
+            fetched = self._fetch_own_references(body)
+            if isinstance(fetched, str):  # WaveSpeed could not download one: the task fails
+                behaviour = TaskBehaviour.fail(
+                    fetched, complete_after=behaviour.complete_after,
+                    processing_after=behaviour.processing_after)
+            else:
+                checks = fetched if self.reference_check is not None else []
         task = self._create_task(body, behaviour, MODEL_PATH, None)
+        task.charged_usd = price
         self.balance_usd = round(self.balance_usd - price, 2)
         self._submit_times.append(task.created)
         self.submissions.append(Submission(task_id=task.id, body=body, at=task.created))
-        if self.renderer is not None and behaviour.outcome in (_Outcome.OK, _Outcome.NSFW):
-            self._start_render(task)
+        render = self.renderer is not None and behaviour.outcome in (_Outcome.OK, _Outcome.NSFW)
+        if render or checks:
+            self._start_render(task, checks, render=render)
         self._forget_old(task.created)
         # Overlap only grows when a task starts, so sampling here gives the exact maximum.
         self.max_running_seen = max(self.max_running_seen, self.running_count)
@@ -567,16 +676,78 @@ class SimulatedWaveSpeed:
             return None
         return max(0.001, self._submit_times[0] + 60.0 - now)
 
-    def _start_render(self, task: SimTask) -> None:
-        assert self.renderer is not None
-        task.rendering = True
-        render = asyncio.create_task(self._render(task, self.renderer), name=f"render-{task.id}")
-        self._renders.add(render)
-        render.add_done_callback(self._renders.discard)
+    def _fetch_own_references(self, body: dict[str, Any]) -> list[tuple[str, str, bytes]] | str:
+        """The submit's references that point into this server's media store, as
+        (label, kind, bytes), or why one cannot be downloaded (unknown or expired: 404)."""
+        references = [(f"reference {n}", "video", url)
+                      for n, url in enumerate(body.get("videos") or [], start=1)]
+        if isinstance(body.get("audio"), str) and body["audio"]:
+            references.append(("the reference audio", "audio", body["audio"]))
+        fetched = []
+        for label, kind, url in references:
+            token = self._own_media_token(url)
+            if token is None:
+                continue  # another host: not checked here
+            data = self._stored_media(token)
+            if data is None:
+                return f"{label} could not be downloaded (HTTP 404)"
+            fetched.append((label, kind, data))
+        return fetched
 
-    async def _render(self, task: SimTask, renderer: Renderer) -> None:
+    def _own_media_token(self, url: str) -> str | None:
+        """For a URL into this server's media store, its token ("" when the path is not one
+        the store serves); None for a URL elsewhere."""
         try:
-            task.output = await renderer(task)
+            target, base = URL(url), URL(self.base_url)
+        except (ValueError, TypeError):
+            return None
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            return None
+        parts = target.path.split("/")
+        if len(parts) < 2 or parts[1] != "media":
+            return None
+        return parts[2] if len(parts) == 4 and parts[2] and parts[3] else ""
+
+    def _stored_media(self, token: str) -> bytes | None:
+        """An upload's bytes, or None when unknown or expired (expired ones are dropped)."""
+        self._forget_expired_media()
+        return self.uploads.get(token)
+
+    def _forget_expired_media(self) -> None:
+        for token in [t for t in self.upload_times if self.media_expired(t)]:
+            self.uploads.pop(token, None)
+            self.upload_times.pop(token, None)
+            self.upload_tickets.pop(token, None)
+
+    def _store_media(self, token: str, data: bytes) -> None:
+        self._forget_expired_media()
+        self.uploads[token] = data
+        self.upload_times[token] = self.clock()
+        # In memory: past the budget the oldest go first (their URLs 404, like expired ones),
+        # so a long-running simulation taking 100 MB references cannot grow without bound.
+        kept = sum(len(b) for b in self.uploads.values())
+        for oldest in sorted(self.upload_times, key=self.upload_times.__getitem__):
+            if kept <= self.max_kept_upload_bytes or oldest == token:
+                break
+            kept -= len(self.uploads.pop(oldest, b""))
+            self.upload_times.pop(oldest, None)
+            self.upload_tickets.pop(oldest, None)
+
+    def _start_render(self, task: SimTask, checks: list[tuple[str, str, bytes]], *,
+                      render: bool) -> None:
+        """Check the task's own-media references, then (if `render`) make its output; the
+        task stays processing meanwhile and fails if either says no."""
+        task.rendering = True
+        job = asyncio.create_task(self._render(task, checks, render), name=f"render-{task.id}")
+        self._renders.add(job)
+        job.add_done_callback(self._renders.discard)
+
+    async def _render(self, task: SimTask, checks: list[tuple[str, str, bytes]],
+                      render: bool) -> None:
+        try:
+            task.render_error = await self._check_references(checks)
+            if task.render_error is None and render and self.renderer is not None:
+                task.output = await self.renderer(task)
         except RenderError as exc:
             task.render_error = str(exc) or "the output could not be made"
         except Exception as exc:  # noqa: BLE001 - a bug in rendering fails the task, not the server
@@ -585,14 +756,22 @@ class SimulatedWaveSpeed:
             task.rendering = False
         self._forget_old(time.monotonic())  # within the byte budget as each output lands
 
+    async def _check_references(self, checks: list[tuple[str, str, bytes]]) -> str | None:
+        """Why the first unusable reference cannot be used, or None."""
+        check = self.reference_check
+        if check is None:
+            return None
+        for label, kind, data in checks:
+            if (problem := await check(data, kind)) is not None:
+                return f"{label} could not be decoded: {problem}"
+        return None
+
     def refund_failed(self) -> None:
         """Give back the price of every task that failed (WaveSpeed does so within hours)."""
-        if self.prices_usd is None:
-            return
         for task in self.tasks.values():
-            if task.id not in self._refunded and task.body and task.status() == "failed":
+            if task.charged_usd and task.id not in self._refunded and task.status() == "failed":
                 self._refunded.add(task.id)
-                self.balance_usd = round(self.balance_usd + self.prices_usd(task.body), 2)
+                self.balance_usd = round(self.balance_usd + task.charged_usd, 2)
 
     def _forget_old(self, now: float) -> None:
         """Drop outputs older than `output_ttl` (they are temporary at WaveSpeed too) and
@@ -675,16 +854,24 @@ class SimulatedWaveSpeed:
             return denied
         if not request.content_type.startswith("multipart/"):
             return _envelope(400, "file: expected a multipart/form-data upload")
-        form = await request.post()
+        length = request.content_length
+        if length is not None and length > MAX_UPLOAD_BYTES + _MULTIPART_SLACK:
+            return _envelope(413, "file: larger than 100 MB")  # refused before reading it
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:  # chunked, past client_max_size
+            return _envelope(413, "file: larger than 100 MB")
         upload = form.get("file")
         if not isinstance(upload, web.FileField):
             return _envelope(400, "file: multipart field 'file' is required")
         data = upload.file.read()
         if len(data) > MAX_UPLOAD_BYTES:
-            return _envelope(400, "file: larger than 100 MB")
-        token = uuid.uuid4().hex
-        self.uploads[token] = data
+            return _envelope(413, "file: larger than 100 MB")
         name = upload.filename or "upload.bin"
+        if (wrong := _file_type_problem(name, upload.content_type)) is not None:
+            return _envelope(400, f"file: {wrong[1]}")
+        token = uuid.uuid4().hex
+        self._store_media(token, data)
         return self._ok({"download_url": f"{self.base_url}/media/{token}/{quote(name)}"})
 
     async def _upload_ticket(self, request: web.Request) -> web.StreamResponse:
@@ -704,11 +891,14 @@ class SimulatedWaveSpeed:
             return _envelope(400, "size: larger than 100 MB")
         if content_type is not None and not isinstance(content_type, str):
             return _envelope(400, "content_type: must be a string")
+        if (wrong := _file_type_problem(filename, content_type)) is not None:
+            what, problem = wrong
+            return _envelope(400, f"{'filename' if what == 'name' else what}: {problem}")
         token = uuid.uuid4().hex
         ticket = SimUpload(token, filename, size, content_type, secrets.token_hex(8))
         self.upload_tickets[token] = ticket
         headers = {"Content-Type": content_type} if content_type else {}
-        kind = (content_type or "application/octet-stream").split("/", 1)[0]
+        kind = _media_kind(filename, content_type)
         return self._ok({
             "type": kind,
             "filename": filename,
@@ -738,7 +928,7 @@ class SimulatedWaveSpeed:
         if length != ticket.size:
             return _envelope(400, f"{length} bytes sent, {ticket.size} declared")
         data = await request.read()
-        self.uploads[ticket.token] = data
+        self._store_media(ticket.token, data)
         ticket.put = True
         return web.Response(status=200)
 
@@ -747,6 +937,25 @@ class SimulatedWaveSpeed:
             return denied
         self.refund_failed()
         return self._ok({"balance": self.balance_usd})
+
+    async def _pricing(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._json_call(request)
+        if refused is not None:
+            return refused
+        if not isinstance(body, dict):
+            return _envelope(400, "body must be a JSON object")
+        model_id = body.get("model_id")
+        if not isinstance(model_id, str) or not model_id.strip():
+            return _envelope(400, "model_id: is required")
+        if model_id != MODEL_PATH:
+            return _envelope(400, f"model_id: unknown model {model_id[:200]!r}")
+        inputs = body.get("inputs")
+        if not isinstance(inputs, dict):
+            return _envelope(400, "inputs: is required and must be an object")
+        if (problem := _validate_size_duration(inputs)) is not None:
+            return _envelope(400, f"inputs.{problem}")
+        price = float(self.quote_usd(inputs))
+        return self._ok({"model_id": MODEL_PATH, "unit_price": price, "currency": "USD"})
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._unauthorized(request)) is not None:
@@ -777,7 +986,7 @@ class SimulatedWaveSpeed:
         return web.Response(body=task.output, content_type="video/mp4")
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
-        data = self.uploads.get(request.match_info["token"])
+        data = self._stored_media(request.match_info["token"])
         if data is None:
             return _envelope(404, "no such media")
         return web.Response(body=data, content_type="application/octet-stream")
@@ -867,6 +1076,46 @@ def _iso_ns(text: str) -> int | None:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+def _content_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def _extension(filename: str) -> str:
+    name = filename.rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else ""
+
+
+def _file_type_problem(filename: str, content_type: str | None) -> tuple[str, str] | None:
+    """Why the media store will not take this file, as (what is wrong: "name" or
+    "content_type", message), or None. A known extension, or (with none) a known content
+    type, says what it is; a content type other than the generic octet-stream must be a
+    known one too."""
+    extension, kind = _extension(filename), _content_type(content_type)
+    if extension and extension not in SUPPORTED_EXTENSIONS:
+        return "name", f"unsupported file type {extension[:20]!r}"
+    if kind not in _UNTYPED and kind not in SUPPORTED_CONTENT_TYPES:
+        return "content_type", f"unsupported file type {kind[:100]!r}"
+    if not extension and kind not in SUPPORTED_CONTENT_TYPES:
+        return "name", "unsupported file type: no extension and no media content type"
+    return None
+
+
+def _media_kind(filename: str, content_type: str | None) -> str:
+    """"video", "audio" or "image" for a file _file_type_problem accepts."""
+    return (SUPPORTED_EXTENSIONS.get(_extension(filename))
+            or SUPPORTED_CONTENT_TYPES.get(_content_type(content_type), "video"))
+
+
+def _validate_size_duration(inputs: dict[str, Any]) -> str | None:
+    """The contract's size and duration rules (both optional); a message or None."""
+    if inputs.get("size", SIZES[0]) not in SIZES:
+        return f"size: must be one of {', '.join(SIZES)}"
+    duration = inputs.get("duration", 5)
+    if not _is_int(duration) or duration not in DURATIONS:
+        return "duration: must be 5 or 10"
+    return None
+
+
 def _validate(body: Any) -> str | None:
     """The contract's submit rules; returns a message naming the bad field, or None."""
     if not isinstance(body, dict):
@@ -882,11 +1131,8 @@ def _validate(body: Any) -> str | None:
     for name in ("negative_prompt", "audio"):
         if name in body and not isinstance(body[name], str):
             return f"{name}: must be a string"
-    if body.get("size", SIZES[0]) not in SIZES:
-        return f"size: must be one of {', '.join(SIZES)}"
-    duration = body.get("duration", 5)
-    if not _is_int(duration) or duration not in DURATIONS:
-        return "duration: must be 5 or 10"
+    if (problem := _validate_size_duration(body)) is not None:
+        return problem
     if body.get("shot_type", "single") not in SHOT_TYPES:
         return "shot_type: must be single or multi"
     if not isinstance(body.get("enable_prompt_expansion", False), bool):
@@ -898,9 +1144,15 @@ def _validate(body: Any) -> str | None:
 
 
 __all__ = [
+    "CONTRACT_PRICES_USD",
+    "MEDIA_TTL_SECONDS",
+    "SUPPORTED_CONTENT_TYPES",
+    "SUPPORTED_EXTENSIONS",
     "Fault",
     "Planner",
+    "Quote",
     "RecordedRequest",
+    "ReferenceCheck",
     "RenderError",
     "Renderer",
     "SimTask",
@@ -908,4 +1160,5 @@ __all__ = [
     "SimulatedWaveSpeed",
     "Submission",
     "TaskBehaviour",
+    "contract_price_usd",
 ]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+from yarl import URL
 
 from bot import Ref2VideoBot, engine_limits
 from config import Secret, Settings
@@ -104,7 +105,8 @@ class BotWorld:
         client = WaveSpeedClient(self._session, self.wavespeed.api_key,
                                  self.wavespeed.base_url, retry=FAST_RETRY,
                                  request_timeout=2.0, submit_timeout=2.0,
-                                 output_http_hosts=[self.wavespeed.host])
+                                 output_http_hosts=[self.wavespeed.host,
+                                                    _host_of(self.discord.api_base)])
         self.bot = Ref2VideoBot(self.settings, self.db, client,
                                 limits=fast_limits(self.settings),
                                 workdir=self.tmp_path / "work", guild_ready_timeout=0.1)
@@ -220,3 +222,9 @@ def restored_discord_base() -> Iterator[None]:
         yield
     finally:
         use_api_base(None)
+
+
+def _host_of(url: str) -> str:
+    """host:port of a URL: the emulator's, whose attachments the bot downloads."""
+    parsed = URL(url)
+    return f"{parsed.host}:{parsed.port}"

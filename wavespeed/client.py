@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -67,6 +67,7 @@ SUBMIT_PATH = f"/api/v3/{MODEL_PATH}"
 UPLOAD_TICKET_PATH = "/api/v3/media/uploads"  # the SDK's direct upload (then a PUT)
 UPLOAD_PATH = "/api/v3/media/upload/binary"  # the older multipart upload, kept as fallback
 BALANCE_PATH = "/api/v3/balance"
+PRICING_PATH = "/api/v3/model/pricing"  # what one task with these inputs costs, in USD
 HISTORY_PATH = "/api/v3/predictions"  # the account's last 7 days, newest first
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -256,8 +257,9 @@ class WaveSpeedClient:
 
         return await self._with_retries("GET", path, once)
 
-    async def upload_media(self, data: bytes, filename: str, content_type: str) -> str:
-        """Upload a file for WaveSpeed to fetch; returns its download URL.
+    async def upload_media(self, data: bytes | Path, filename: str, content_type: str) -> str:
+        """Upload a file (its bytes, or a path streamed from disk) for WaveSpeed to fetch;
+        returns its download URL.
 
         First the SDK's direct upload: `POST /api/v3/media/uploads` with `filename`, `size`
         and `content_type` returns `data.upload` (`method` PUT, `url`, `headers`) and
@@ -287,11 +289,12 @@ class WaveSpeedClient:
             log.info("direct upload refused (%s); falling back to %s", refused, UPLOAD_PATH)
 
         async def once(attempt: int) -> str:
-            form = aiohttp.FormData()  # rebuilt each try: a FormData can be sent only once
-            form.add_field("file", data, filename=filename, content_type=content_type)
-            reply = await self._api_call(
-                "POST", UPLOAD_PATH, attempt=attempt, form=form, limits=self._transfer_timeout
-            )
+            async with _body(data) as body:
+                form = aiohttp.FormData()  # rebuilt each try: a FormData can be sent only once
+                form.add_field("file", body, filename=filename, content_type=content_type)
+                reply = await self._api_call(
+                    "POST", UPLOAD_PATH, attempt=attempt, form=form,
+                    limits=self._transfer_timeout)
             url = reply.get("download_url") if isinstance(reply, dict) else None
             if not isinstance(url, str) or not url:
                 raise MalformedResponseError(f"POST {UPLOAD_PATH}: reply has no data.download_url")
@@ -315,6 +318,25 @@ class WaveSpeedClient:
                 ) from None
 
         return await self._with_retries("GET", BALANCE_PATH, once)
+
+    async def price(self, inputs: dict[str, Any]) -> float:
+        """What WaveSpeed charges, in USD, for one WAN 2.6 task with these submit `inputs`
+        (`POST /api/v3/model/pricing`). Retried like a read: it creates nothing."""
+        body = {"model_id": MODEL_PATH, "inputs": inputs}
+
+        async def once(attempt: int) -> float:
+            reply = await self._api_call("POST", PRICING_PATH, attempt=attempt, json_body=body)
+            value = reply.get("unit_price") if isinstance(reply, dict) else None
+            currency = reply.get("currency", "USD") if isinstance(reply, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value >= 0):
+                raise MalformedResponseError(f"POST {PRICING_PATH}: no usable data.unit_price")
+            if currency != "USD":
+                raise MalformedResponseError(
+                    f"POST {PRICING_PATH}: the price is in {str(currency)[:8]!r}, not USD")
+            return float(value)
+
+        return await self._with_retries("POST", PRICING_PATH, once)
 
     async def predictions(
         self,
@@ -498,10 +520,12 @@ class WaveSpeedClient:
         raise failure
 
     async def _upload_direct(
-        self, data: bytes, filename: str, content_type: str, attempt: int
+        self, data: bytes | Path, filename: str, content_type: str, attempt: int
     ) -> str:
         """One try of the direct upload: ticket, then PUT. See upload_media for the rules."""
-        payload: dict[str, Any] = {"filename": filename, "size": len(data)}
+        size = len(data) if isinstance(data, bytes) else (await asyncio.to_thread(data.stat)
+                                                          ).st_size
+        payload: dict[str, Any] = {"filename": filename, "size": size}
         if content_type:
             payload["content_type"] = content_type
         try:
@@ -526,13 +550,15 @@ class WaveSpeedClient:
             raise _DirectUploadRefused(f"PUT {type(exc).__name__}, status {exc.status}") from None
         return ticket.download_url
 
-    async def _put(self, url: URL, headers: dict[str, str], data: bytes, attempt: int) -> None:
+    async def _put(self, url: URL, headers: dict[str, str], data: bytes | Path, attempt: int
+                   ) -> None:
         """PUT the bytes to the ticket's storage URL on a guarded session, no redirects."""
         label = url_label(url)  # never the query: presigned URLs carry their signature there
-        async with download_session(self._policy, self._resolver_factory) as session:
+        async with download_session(self._policy, self._resolver_factory) as session, \
+                _body(data) as body:
             try:
                 async with session.put(
-                    url, data=data, headers=headers, timeout=self._transfer_timeout,
+                    url, data=body, headers=headers, timeout=self._transfer_timeout,
                     allow_redirects=False,
                 ) as resp:
                     log.debug("PUT %s -> %d (attempt %d)", label, resp.status, attempt)
@@ -674,6 +700,20 @@ class WaveSpeedClient:
     def _scrub(self, text: str) -> str:
         """Servers sometimes echo credentials in error text; never let the key through."""
         return text.replace(self._api_key, "[redacted]")
+
+
+@asynccontextmanager
+async def _body(data: bytes | Path) -> AsyncIterator[bytes | BinaryIO]:
+    """What to send: the bytes, or the file opened for this one try (aiohttp streams a file
+    from a worker thread and sends its Content-Length; a retry needs it opened again)."""
+    if isinstance(data, bytes):
+        yield data
+        return
+    handle = await asyncio.to_thread(data.open, "rb")
+    try:
+        yield handle
+    finally:
+        await asyncio.to_thread(handle.close)
 
 
 def _prediction(data: Any, method: str, path: str) -> Prediction:

@@ -10,7 +10,7 @@ MB = 1024 * 1024
 
 
 @pytest.mark.parametrize(("filename", "content_type"), [
-    ("clip.mp4", "video/mp4"), ("CLIP.MOV", "video/quicktime"), ("a.webm", "video/webm"),
+    ("clip.mp4", "video/mp4"), ("CLIP.MOV", "video/quicktime"), ("a.m4v", "video/x-m4v"),
 ])
 def test_videos_pass(filename: str, content_type: str) -> None:
     check_media("video", "video", filename, content_type, 5 * MB, 100 * MB)
@@ -21,6 +21,8 @@ def test_videos_pass(filename: str, content_type: str) -> None:
     ("cat.mp4", "image/png", "image/png"),            # the name alone does not make it video
     ("movie.png", "video/mp4", "`movie.png`"),        # nor does the type alone
     ("clip.mp4", None, "of unknown type"),
+    ("a.webm", "video/webm", "(m4v, mov, mp4)"),      # the model takes MP4 or MOV only
+    ("a.mkv", "video/x-matroska", "(m4v, mov, mp4)"),
 ])
 def test_non_videos_are_refused_with_the_fix(filename: str, content_type: str | None,
                                              words: str) -> None:

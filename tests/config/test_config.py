@@ -142,6 +142,9 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ("PRICE_1080P_10S", "4", _price("p1080_10s"), 4),
     ("USD_PER_CREDIT", "0.05", _price("usd_per_credit"), 0.05),
     ("USD_PER_CREDIT", "1", _price("usd_per_credit"), 1.0),
+    ("PRICE_FOLLOW_WAVESPEED", "true", "price_follow_wavespeed", True),
+    ("PRICE_MARKUP_PERCENT", "0", "price_markup_percent", 0.0),
+    ("PRICE_MARKUP_PERCENT", "35.5", "price_markup_percent", 35.5),
     ("STARTING_CREDITS", "0", "starting_credits", 0),
     ("STARTING_CREDITS", "500", "starting_credits", 500),
     ("NSFW_CHARGE", "true", "nsfw_charge", True),
@@ -170,6 +173,8 @@ OVERRIDES: list[tuple[str, str, Any, Any]] = [
     ),
     ("MAX_VIDEO_BYTES", "1", "max_video_bytes", 1),
     ("MAX_VIDEO_BYTES", "52428800", "max_video_bytes", 52_428_800),
+    ("REFERENCE_MIN_SECONDS", "3", "reference_min_seconds", 3.0),
+    ("REFERENCE_MAX_SECONDS", "12.5", "reference_max_seconds", 12.5),
     ("MAX_AUDIO_BYTES", "1", "max_audio_bytes", 1),
     ("MAX_AUDIO_BYTES", "10485760", "max_audio_bytes", 10_485_760),
     ("MAX_PROMPT_CHARS", "1", "max_prompt_chars", 1),
@@ -947,3 +952,15 @@ def test_main_sets_up_logging_and_runs(tmp_path: Path, monkeypatch: pytest.Monke
     assert levels == [30]
     assert [s.log_level for s in ran] == ["WARNING"]
     assert ran[0].discord_token == Secret(TOKEN)
+
+
+def test_the_reference_length_range_must_not_be_empty() -> None:
+    err = problems_of({**REQUIRED, "REFERENCE_MIN_SECONDS": "20",
+                       "REFERENCE_MAX_SECONDS": "10"})
+    assert err.problems == ["REFERENCE_MIN_SECONDS (20) is above REFERENCE_MAX_SECONDS (10): "
+                            "lower the first or raise the second"]
+    for bad in ("1", "31"):
+        [problem] = problems_of({**REQUIRED, "REFERENCE_MAX_SECONDS": bad}).problems
+        assert problem.startswith("REFERENCE_MAX_SECONDS must be a number from 2 to 30")
+    assert load({**REQUIRED, "REFERENCE_MIN_SECONDS": "5", "REFERENCE_MAX_SECONDS": "5"}
+                ).reference_max_seconds == 5.0

@@ -18,7 +18,7 @@ from tests.bot_world import BotWorld, WaveSpeedEndpoint
 from tests.fakes.wavespeed import FakeWaveSpeed
 from tests.media import make_mp4
 
-MP4 = make_mp4()
+MP4 = make_mp4(seconds=2.5)  # references must be 2-30 s long
 
 
 @dataclass
@@ -53,6 +53,18 @@ class Scene:
         assert rec.acked_at is not None and rec.acked_at < 3.0 and not rec.late
         assert rec.ephemeral
         return await rec.wait_response(within=10.0)
+
+    def kept(self, url: str) -> bytes:
+        """The bytes of a reference copy kept in the fake WaveSpeed's media storage (a URL a
+        job submitted: the bot submits its copies, never Discord's links)."""
+        prefix = self.wavespeed.base_url + "/media/"
+        assert url.startswith(prefix), url
+        return self.wavespeed.uploads[url[len(prefix):].split("/")[0]]
+
+    def attachment_bytes(self, attachment: dict[str, Any]) -> bytes:
+        served = self.emu.served_attachment(int(attachment["id"]))
+        assert served is not None
+        return served.data
 
     def thread_messages(self) -> list[MessageRecord]:
         return [m for t in self.emu.threads for m in self.emu.channel_messages(t.id)]

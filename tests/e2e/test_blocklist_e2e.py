@@ -181,4 +181,6 @@ async def test_the_prompt_check_runs_off_the_event_loop(
     assert "is queued" in (await s.generate(s.alice, "a red fox", negative_prompt="blur")
                            ).content
     loop_thread = threading.get_ident()  # the bot runs in this test's event loop
-    assert len(seen_in) == 3 and loop_thread not in seen_in
+    # The dragon once (refused before its files are fetched); the fox's prompt and negative
+    # prompt twice: before the files are fetched, and again as the job is admitted.
+    assert len(seen_in) == 5 and loop_thread not in seen_in

@@ -13,6 +13,7 @@ import pytest
 from tests.e2e.scene import MP4, Scene, audit_clean, job_done, open_scene
 from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import wait_for
+from tests.media import make_audio, make_mp4, make_video
 
 # ---- the happy path -------------------------------------------------------------------------
 
@@ -27,8 +28,10 @@ async def test_grant_then_generate_delivers_the_clip_into_a_thread(scene: Scene)
     job = await job_done(s, 1)
 
     [submitted] = s.wavespeed.submissions
+    [kept] = submitted.body["videos"]  # WaveSpeed's copy of the attachment
+    assert s.kept(kept) == s.attachment_bytes(video)
     assert submitted.body == {
-        "videos": [video["url"]], "prompt": "two dancers on a pier",
+        "videos": [kept], "prompt": "two dancers on a pier",
         "negative_prompt": "blurry", "size": "720*1280", "duration": 10,
         "shot_type": "multi", "enable_prompt_expansion": True, "seed": 42,
     }
@@ -57,13 +60,16 @@ async def test_grant_then_generate_delivers_the_clip_into_a_thread(scene: Scene)
 async def test_two_videos_and_audio_reach_wavespeed_in_order(scene: Scene) -> None:
     s = scene
     await s.grant(s.alice, 500)
-    first, second = s.video("a.mp4"), s.video("b.mov", content_type="video/quicktime")
-    audio = s.emu.add_attachment("song.mp3", b"ID3" + bytes(500), "audio/mpeg")
+    first = s.video("a.mp4", make_mp4(seconds=2.5, width=64, height=48))
+    second = s.video("b.mov", make_video(fmt="mov", seconds=3.0),
+                     content_type="video/quicktime")
+    audio = s.emu.add_attachment("song.mp3", make_audio(fmt="mp3", seconds=3.0), "audio/mpeg")
     await s.generate(s.alice, video=first, video2=second, audio=audio)
     await job_done(s, 1)
     [submitted] = s.wavespeed.submissions
-    assert submitted.body["videos"] == [first["url"], second["url"]]
-    assert submitted.body["audio"] == audio["url"]
+    assert [s.kept(v) for v in submitted.body["videos"]] == [
+        s.attachment_bytes(first), s.attachment_bytes(second)]
+    assert s.kept(submitted.body["audio"]) == s.attachment_bytes(audio)
 
 
 # ---- bad input costs nothing ---------------------------------------------------------------

@@ -54,7 +54,7 @@ async def test_killed_while_running_the_clip_arrives_once(tmp_path: Path) -> Non
                                      options={"user": alice, "amount": 500})
             await grant.wait_response()
             wavespeed.queue_tasks(TaskBehaviour.never())
-            video = emu.add_attachment("ref.mp4", make_mp4(), "video/mp4")
+            video = emu.add_attachment("ref.mp4", make_mp4(seconds=2.5), "video/mp4")
             rec = await emu.invoke("ref2video", user=alice, channel=channel,
                                    options={"prompt": "a cat surfing", "video": video})
             await rec.wait_response(within=10.0)

@@ -93,7 +93,8 @@ async def test_use_as_reference_submits_the_clip_as_the_video(scene: Scene) -> N
     assert "Job #2 is queued" in (await sent.wait_response(within=10.0)).content
     await job_done(s, 2)
     second = s.wavespeed.submissions[1].body
-    assert second["videos"] == [clip.attachments[0].url]
+    [kept] = second["videos"]
+    assert s.kept(kept) == clip.attachments[0].data  # WaveSpeed's copy of the clip
     assert second["prompt"] == "the same cat, at night"
 
 

@@ -25,7 +25,7 @@ from tests.bot_world import BotProcess, ledger_kinds, world_settings
 from tests.e2e.scene import Scene, job_done, make_scene, says_simulated
 from tests.media import make_mp4
 
-REFERENCE = make_mp4(seconds=1.0, width=96, height=64)
+REFERENCE = make_mp4(seconds=2.5, width=96, height=64)
 
 
 @contextlib.asynccontextmanager
@@ -121,15 +121,16 @@ async def test_a_prompt_saying_nsfw_rehearses_the_servers_nsfw_policy(tmp_path: 
         assert await s.world.balance(s.guild.id, s.alice.id) == (300, 0)
 
 
-async def test_an_undecodable_reference_fails_the_task_like_the_model_would(
+async def test_an_undecodable_reference_is_refused_before_anything_is_reserved(
         tmp_path: Path) -> None:
+    # The simulated model would fail it (tests/simulator), but the bot's probe sees it first.
     async with simulated(tmp_path) as s:
         await s.grant(s.alice, 200)
-        await s.generate(s.alice, "a fox", video=s.video("fake.mp4", data=b"\x89PNG" * 64))
-        await job_done(s, 1, "failed")
-        notices = await s.emu.wait_for(
-            lambda: [m for m in s.thread_messages() if "refunded" in m.content])
-        assert "reference videos could not be used" in notices[0].content
+        reply = await s.generate(s.alice, "a fox",
+                                 video=s.video("fake.mp4", data=b"\x89PNG" * 64))
+        assert "is not a video file I can read" in reply.content, reply.content
+        assert says_simulated(reply)
+        assert s.wavespeed.submissions == []
         assert await s.world.balance(s.guild.id, s.alice.id) == (200, 0)
 
 
@@ -155,7 +156,8 @@ async def test_bot_py_in_simulate_mode_needs_no_key(tmp_path: Path) -> None:
             rec = await emu.invoke("ref2video", user=alice, channel=channel, options={
                 "prompt": "a kite over dunes",
                 "video": emu.add_attachment("ref.mp4", REFERENCE, "video/mp4")})
-            await rec.wait_response(within=15.0)
+            reply = await rec.wait_response(within=15.0)
+            assert "Job #1 is queued" in reply.content, reply.content
             clip = await emu.wait_for(lambda: [
                 a for t in emu.threads for m in emu.channel_messages(t.id)
                 for a in m.attachments if a.filename.endswith(".mp4")], within=60.0)

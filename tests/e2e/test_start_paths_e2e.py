@@ -244,7 +244,8 @@ async def test_a_form_submitted_after_a_restart_is_answered_and_starts_once(
     again = await s.emu.submit_modal(opened, {"prompt": "after the restart"})
     assert "already started" in (await again.wait_response(within=10.0)).content
     await job_done(s, 2)
-    assert s.wavespeed.submissions[1].body["videos"] == [clip.attachments[0].url]
+    [kept] = s.wavespeed.submissions[1].body["videos"]
+    assert s.kept(kept) == clip.attachments[0].data  # a copy of the clip, not its link
     assert await s.world.balance(s.guild.id, s.alice.id) == (300, 0)
 
 

@@ -75,7 +75,7 @@ async def grant(emu: DiscordEmulator, admin: Member, channel: Channel, member: M
 
 async def generate(emu: DiscordEmulator, member: Member, channel: Channel,
                    prompt: str) -> InteractionRecord:
-    video = emu.add_attachment("ref.mp4", make_mp4(), "video/mp4")
+    video = emu.add_attachment("ref.mp4", make_mp4(seconds=2.5), "video/mp4")
     return await emu.invoke("ref2video", user=member, channel=channel,
                             options={"prompt": prompt, "video": video})
 

@@ -45,8 +45,9 @@ def with_clip_command(bare: Bare) -> list[int]:
     stored: list[int] = []
     add = bare.emulator.add_attachment
 
-    def spy(filename: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
-        payload = add(filename, data, content_type)
+    def spy(filename: str, data: bytes, content_type: str | None = None, *,
+            declared_size: int | None = None) -> dict[str, Any]:
+        payload = add(filename, data, content_type, declared_size=declared_size)
         stored.append(int(payload["id"]))
         return payload
 

@@ -256,17 +256,16 @@ async def test_a_form_refused_stores_none_of_its_files(tmp_path: Path) -> None:
 async def test_uploads_beyond_the_budget_forget_the_oldest() -> None:
     async with DiscordEmulator() as emu:
         uploads = Uploads(emu, budget=1000)
-        ids = [int(uploads.store(Upload(f"{n}.mp4", bytes(400), "video/mp4"))["id"])
-               for n in range(3)]
+        payloads = [uploads.store(Upload(f"{n}.mp4", bytes(400), "video/mp4"))
+                    for n in range(3)]
+        ids = [int(p["id"]) for p in payloads]
         assert uploads.kept == ids[1:] and uploads.total == 800
         assert emu.served_attachment(ids[0]) is None
         assert all(emu.served_attachment(i) is not None for i in ids[1:])
         async with aiohttp.ClientSession() as http:  # the bot's download of it fails
-            async with http.get(f"{emu.base_url}/ephemeral-attachments/{emu.application_id}/"
-                                f"{ids[0]}/0.mp4") as resp:
+            async with http.get(payloads[0]["url"]) as resp:
                 assert resp.status == 404
-            async with http.get(f"{emu.base_url}/ephemeral-attachments/{emu.application_id}/"
-                                f"{ids[1]}/1.mp4") as resp:
+            async with http.get(payloads[1]["url"]) as resp:
                 assert resp.status == 200
         big = int(uploads.store(Upload("big.mp4", bytes(5000), "video/mp4"))["id"])
         assert uploads.kept == [big]  # the newest is kept, even alone beyond the budget

@@ -33,7 +33,7 @@ from tests.playground.client import (
 )
 from tests.playground.conftest import Bare
 
-REF = make_mp4(seconds=1.0, width=160, height=90)
+REF = make_mp4(seconds=2.5, width=160, height=90)
 PRICE = PriceTable().credits_for("1280*720", 5)  # /ref2video's default size and duration
 
 

@@ -333,7 +333,8 @@ def _bot(db: Database, db_path: Path, *, engine: Any = None, board: Any = None,
          balance: Any = None) -> Ref2VideoBot:
     client = Ref2VideoBot(_settings(db_path), db, wavespeed=None)  # type: ignore[arg-type]
     client.services = SimpleNamespace(  # type: ignore[assignment]
-        engine=engine or SpyEngine(), board=board or Part(), balance=balance or Part())
+        engine=engine or SpyEngine(), board=board or Part(), balance=balance or Part(),
+        costs=Part())
     return client
 
 

@@ -1,0 +1,131 @@
+"""Asks WaveSpeed what each clip option costs (at start-up, then daily), compares it with
+the price table, and warns every audit channel when an option sells below cost. With
+PRICE_FOLLOW_WAVESPEED it sets the prices to WaveSpeed's plus the markup instead.
+
+Keeps the last reading for /admin status, which shows the margin per option."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from discord_layer.audit import AuditLog
+from discord_layer.owned_task import OwnedTask
+from money.costs import Margin, followed_prices, margins, quote_inputs, worst_costs
+from money.prices import PriceTable
+from storage.guild_settings import GuildSettingsStore
+from wavespeed.errors import WaveSpeedError
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class CostReading:
+    costs: dict[tuple[str, int], float]  # (resolution, seconds) -> USD per task; {}: failed
+    at: float
+    error: str | None = None
+
+
+class CostWatch:
+    def __init__(
+        self, quote: Callable[[dict[str, Any]], Awaitable[float]], prices: PriceTable,
+        audit: AuditLog, guild_settings: GuildSettingsStore, *, follow: bool = False,
+        markup_percent: float = 0.0, interval: float = DAY,
+    ) -> None:
+        self._quote = quote
+        self.prices = prices
+        self._audit = audit
+        self._settings = guild_settings
+        self.follow = follow
+        self.markup_percent = markup_percent
+        self.interval = interval
+        self.last: CostReading | None = None
+        self._warned: frozenset[str] = frozenset()  # the options last warned about
+        self._doubted: frozenset[tuple[str, int]] = frozenset()  # quotes not followed
+        self._task = OwnedTask("cost-watch", self._run)
+
+    def start(self) -> None:
+        self._task.start()
+
+    async def close(self) -> None:
+        await self._task.close()
+
+    def margins(self) -> list[Margin]:
+        """Today's margins per option, from the last reading ([] before one succeeded)."""
+        return margins(self.prices, self.last.costs) if self.last is not None else []
+
+    async def check(self) -> CostReading:
+        try:
+            quotes = {(str(inputs["size"]), int(str(inputs["duration"]))):
+                      await self._quote(inputs) for inputs in quote_inputs()}
+        except WaveSpeedError as exc:
+            kept = self.last.costs if self.last is not None else {}
+            self.last = CostReading(kept, time.time(), type(exc).__name__)
+            log.warning("could not read WaveSpeed's prices (%s)%s", type(exc).__name__,
+                        "; keeping the last ones" if kept else "")
+            return self.last
+        costs = worst_costs(quotes)
+        self.last = CostReading(costs, time.time())
+        if self.follow:
+            await self._follow(costs)
+        await self._warn(self.margins())
+        return self.last
+
+    async def _follow(self, costs: dict[tuple[str, int], float]) -> None:
+        # A quote of nothing, or under half of what the option sells for now, is more
+        # likely WaveSpeed's glitch than a price cut: following it would sell clips for
+        # next to nothing while the operator pays the real price. Said, not followed.
+        suspicious = {option: usd for option, usd in costs.items()
+                      if usd <= 0 or usd < self.prices.usd(self.prices.credits_of(*option)) / 2}
+        if suspicious and frozenset(suspicious) != self._doubted:
+            text = ", ".join(f"{r} {d} s ${usd:.2f}" for (r, d), usd in suspicious.items())
+            log.warning("not following WaveSpeed's prices: implausibly low quotes (%s)", text)
+            for guild_id in await self._settings.audit_channels():
+                await self._audit.post(
+                    guild_id, f"⚠️ WaveSpeed quoted implausibly low prices ({text}); the bot's "
+                    "prices were left as they are. The operator should check WaveSpeed's "
+                    "pricing page.")
+        self._doubted = frozenset(suspicious)
+        costs = {o: usd for o, usd in costs.items() if o not in suspicious}
+        wanted = followed_prices(self.prices, costs, self.markup_percent)
+        changed = {option: credits for option, credits in wanted.items()
+                   if self.prices.credits_of(*option) != credits}
+        if not changed:
+            return
+        before = {option: self.prices.credits_of(*option) for option in changed}
+        self.prices.set_credits(changed)
+        text = ", ".join(f"{r} {d} s {before[(r, d)]} → {c}" for (r, d), c in changed.items())
+        log.info("prices follow WaveSpeed's (+%g%%): %s credits", self.markup_percent, text)
+        for guild_id in await self._settings.audit_channels():
+            await self._audit.post(guild_id, f"💲 Prices now follow WaveSpeed's plus "
+                                   f"{self.markup_percent:g}%: {text} credits.")
+
+    async def _warn(self, lines: list[Margin]) -> None:
+        under = [m for m in lines if m.below_cost]
+        labels = frozenset(m.label for m in under)
+        if labels == self._warned:
+            return  # said already (or still fine): once per change, not daily
+        self._warned = labels
+        if not under:
+            return
+        detail = "; ".join(f"{m.label} sells for ${m.price_usd:.2f} ({m.credits} credits) "
+                           f"and costs ${m.cost_usd:.2f}" for m in under)
+        log.warning("prices below WaveSpeed's cost: %s", detail)
+        for guild_id in await self._settings.audit_channels():
+            await self._audit.post(
+                guild_id, f"⚠️ Below cost: {detail}. Every such clip loses money. The "
+                "operator should raise the PRICE_* settings (or set PRICE_FOLLOW_WAVESPEED).")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:
+                log.exception("price check failed")
+            await asyncio.sleep(self.interval)

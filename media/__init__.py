@@ -1,0 +1,1 @@
+"""Checks on users' media files, run in capped child processes."""

@@ -1,0 +1,1 @@
+"""Tests of media/probe.py: checking users' reference files in a child process."""
