@@ -21,7 +21,7 @@ from discord_layer.cost_watch import CostWatch
 from discord_layer.replies import reply_private
 from discord_layer.services import Services, services_of
 from discord_layer.settings_view import pause_state
-from discord_layer.text import credits_text
+from discord_layer.text import credits_text, shorten
 from money.usd import format_usd
 from storage.guild_settings import MAX_PAUSE_MESSAGE_CHARS
 
@@ -50,7 +50,7 @@ def _margins(costs: CostWatch) -> str:
             "; figures from the one before" if lines else "")
     follow = (f" · prices follow WaveSpeed's +{costs.markup_percent:g}%" if costs.follow
               else "")
-    return "\n".join([*lines, when + follow])
+    return shorten("\n".join([*lines, when + follow]), 1024)  # an embed field's limit
 
 
 def _signed_usd(amount: Decimal) -> str:

@@ -16,13 +16,14 @@ from typing import Any
 from discord_layer.audit import AuditLog
 from discord_layer.owned_task import OwnedTask
 from money.costs import Margin, followed_prices, margins, quote_inputs, worst_costs
-from money.prices import PriceTable
+from money.prices import OPTIONS, PriceTable
 from storage.guild_settings import GuildSettingsStore
 from wavespeed.errors import WaveSpeedError
 
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
+PLAUSIBLE_FACTOR = 2.0  # follow mode follows quotes within 1/2x to 2x the configured price
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class CostWatch:
         self.last: CostReading | None = None
         self._warned: frozenset[str] = frozenset()  # the options last warned about
         self._doubted: frozenset[tuple[str, int]] = frozenset()  # quotes not followed
+        # The PRICE_* values as configured: what follow mode judges quotes against, so its
+        # own past changes (a glitch it followed) can never move the yardstick.
+        self._configured = {option: prices.credits_of(*option) for option in OPTIONS}
         self._task = OwnedTask("cost-watch", self._run)
 
     def start(self) -> None:
@@ -78,21 +82,23 @@ class CostWatch:
         return self.last
 
     async def _follow(self, costs: dict[tuple[str, int], float]) -> None:
-        # A quote of nothing, or under half of what the option sells for now, is more
-        # likely WaveSpeed's glitch than a price cut: following it would sell clips for
-        # next to nothing while the operator pays the real price. Said, not followed.
-        suspicious = {option: usd for option, usd in costs.items()
-                      if usd <= 0 or usd < self.prices.usd(self.prices.credits_of(*option)) / 2}
-        if suspicious and frozenset(suspicious) != self._doubted:
-            text = ", ".join(f"{r} {d} s ${usd:.2f}" for (r, d), usd in suspicious.items())
-            log.warning("not following WaveSpeed's prices: implausibly low quotes (%s)", text)
+        # A quote far from the configured price (PRICE_*, the operator's own figure for
+        # the option) is more likely WaveSpeed's glitch than a price change: cents read as
+        # dollars would sell clips at 100x, a quote of nothing for 1 credit. Said, not
+        # followed; if WaveSpeed really moved that far, the operator updates PRICE_*.
+        implausible = {option: usd for option, usd in costs.items()
+                       if not self._plausible(option, usd)}
+        if implausible and frozenset(implausible) != self._doubted:
+            text = ", ".join(f"{r} {d} s ${usd:,.2f}" for (r, d), usd in implausible.items())
+            log.warning("not following WaveSpeed's prices: quotes far from the configured "
+                        "ones (%s)", text)
             for guild_id in await self._settings.audit_channels():
                 await self._audit.post(
-                    guild_id, f"⚠️ WaveSpeed quoted implausibly low prices ({text}); the bot's "
-                    "prices were left as they are. The operator should check WaveSpeed's "
-                    "pricing page.")
-        self._doubted = frozenset(suspicious)
-        costs = {o: usd for o, usd in costs.items() if o not in suspicious}
+                    guild_id, f"⚠️ WaveSpeed quoted prices far from the configured ones "
+                    f"({text}), so the bot's prices were left as they are. If WaveSpeed "
+                    "really changed its prices, the operator should update PRICE_*.")
+        self._doubted = frozenset(implausible)
+        costs = {o: usd for o, usd in costs.items() if o not in implausible}
         wanted = followed_prices(self.prices, costs, self.markup_percent)
         changed = {option: credits for option, credits in wanted.items()
                    if self.prices.credits_of(*option) != credits}
@@ -105,6 +111,11 @@ class CostWatch:
         for guild_id in await self._settings.audit_channels():
             await self._audit.post(guild_id, f"💲 Prices now follow WaveSpeed's plus "
                                    f"{self.markup_percent:g}%: {text} credits.")
+
+    def _plausible(self, option: tuple[str, int], usd: float) -> bool:
+        """Within half to twice the configured price of the option (its cost, at most)."""
+        anchor = self.prices.usd_per_credit * self._configured[option]
+        return usd > 0 and anchor / PLAUSIBLE_FACTOR <= usd <= anchor * PLAUSIBLE_FACTOR
 
     async def _warn(self, lines: list[Margin]) -> None:
         under = [m for m in lines if m.below_cost]

@@ -144,7 +144,8 @@ class JobActions:
             # The clip is taken in like an attachment: checked, and kept at WaveSpeed, so
             # the new job never depends on the link it was fetched from.
             kept = await self._intake.take([Attached(
-                "clip", "video", url, f"job-{job.id}.mp4", "video/mp4", size)],
+                "clip", "video", url, f"job-{job.id}.mp4", "video/mp4", size,
+                again="Download the clip and send it with `/ref2video` instead.")],
                 owner=(interaction.guild_id, interaction.user.id))
             request = dataclasses.replace(draft, videos=(kept[0].url,))
             await self._starter.begin(interaction, request, channel,

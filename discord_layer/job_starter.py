@@ -105,7 +105,9 @@ class JobStarter:
                 f"{credits_text(price, self.prices.usd(price))}. Nothing was charged; ask "
                 "again to see the new price.")
         channel = await _channel(interaction, offer.channel_id)
-        await self.start(interaction, offer.request, channel, offer_token=token)
+        # At the price confirmed, even if the table changes while this waits for its turn.
+        await self.start(interaction, offer.request, channel, offer_token=token,
+                         price=offer.price)
 
     async def decline(self, interaction: discord.Interaction, token: str) -> str:
         """A press of Not now; the answer to show."""
@@ -126,9 +128,11 @@ class JobStarter:
 
     async def start(
         self, interaction: discord.Interaction, request: GenerationRequest, channel: Any, *,
-        start_key: str | None = None, offer_token: str | None = None,
+        start_key: str | None = None, offer_token: str | None = None, price: int | None = None,
     ) -> None:
-        """Admit, reserve, post the status message and thread, queue, and tell the member."""
+        """Admit, reserve, post the status message and thread, queue, and tell the member.
+        `price`: what the member confirmed; else today's, read once here, so what is
+        reserved is what the member is told."""
         assert interaction.guild_id is not None and channel is not None  # guild_only
         key = offer_key(offer_token) if offer_token is not None else start_key
         if key is not None and (earlier := await self.jobs.by_start_key(key)) is not None:
@@ -138,7 +142,8 @@ class JobStarter:
             await self._already_started(interaction, earlier)
             return
         _check_can_post(channel, interaction.app_permissions)
-        price = self.prices.credits_for(request.size, request.duration)
+        if price is None:
+            price = self.prices.credits_for(request.size, request.duration)
         member = interaction.user
         who = _requester(interaction, channel)
         try:
@@ -146,7 +151,7 @@ class JobStarter:
                 job = await self.engine.create_job(
                     guild_id=interaction.guild_id, channel_id=channel.id, user_id=member.id,
                     request=request, enqueue=False, max_active=admission.max_active,
-                    start_key=start_key, offer_token=offer_token)
+                    start_key=start_key, offer_token=offer_token, price=price)
         except AlreadyStarted as started:
             await self._already_started(interaction, started.job)
             return
@@ -179,7 +184,8 @@ class JobStarter:
         left = job.balance_after or 0  # JobStore.create always records it
         await reply_private(
             interaction,
-            f"Job #{job.id} is queued. {credits_text(price, self.prices.usd(price))} reserved; "
+            f"Job #{job.id} is queued. {credits_text(job.price, self.prices.usd(job.price))} "
+            "reserved; "
             f"you have {left:,} credits left. Follow it here: {job_link(queued)}\n"
             "You are only charged if the clip is delivered; a failure is refunded in full.")
 

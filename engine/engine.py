@@ -132,16 +132,18 @@ class JobEngine:
         self, *, guild_id: int, channel_id: int, user_id: int, request: GenerationRequest,
         enqueue: bool = True,
         max_active: int | None = None, start_key: str | None = None,
-        offer_token: str | None = None,
+        offer_token: str | None = None, price: int | None = None,
     ) -> Job:
-        """Reserve the price and queue the job. Raises InsufficientCreditsError,
+        """Reserve the price (`price`: the one the member was shown, else today's) and
+        queue the job. Raises InsufficientCreditsError,
         JobLimitError, AlreadyStarted (this `start_key` or offer already started a job) or
         OfferClosed, in which case nothing was charged or queued.
 
         With `enqueue=False` the job is saved (queued, credits held) but not dispatched
         until `enqueue(job)`, so the caller can first post the message the job's
         updates will edit. A restart queues it anyway."""
-        price = self.prices.credits_for(request.size, request.duration)
+        if price is None:
+            price = self.prices.credits_for(request.size, request.duration)
         job = await self.store.create(
             guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=request,
             price=price, max_active=max_active or self.limits.user_max_active_jobs,

@@ -9,15 +9,15 @@ Discord-free: the Discord layer turns attachments into `Attached` values and sho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
 import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from admission.input_rules import InputError
 from media.probe import MediaInfo, ProbeLimits, ProbeRejected, probe_media
@@ -30,9 +30,11 @@ Download = Callable[[str, Path, int], Awaitable[int]]   # (url, dest, max_bytes)
 Upload = Callable[[Path, str, str], Awaitable[str]]     # (path, filename, type) -> url
 
 DOWNLOAD_SECONDS = 120.0   # one reference from Discord's CDN, however slowly it trickles
-# An earlier copy of the same bytes is reused only with this much of its retention left, so
-# a queued job or a Re-roll of it does not find it gone.
-REUSE_MARGIN = 86400.0
+WAIT_SECONDS = 300.0       # for a slot: a command's answer must come within Discord's 15 min
+_CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "m4a": "audio/mp4",
+                  "mp3": "audio/mpeg", "wav": "audio/wav", "aac": "audio/aac",
+                  "ogg": "audio/ogg", "flac": "audio/flac"}
+T = TypeVar("T")
 _SUFFIXES = {"video": (".mp4", ".mov", ".m4v"),
              "audio": (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac")}
 
@@ -51,6 +53,9 @@ class Attached:
     filename: str
     content_type: str | None
     size: int | None                  # Discord's declared size; None: unknown
+    # What a member can do when it cannot be fetched: attach it again, or for a posted
+    # clip (Use as reference), which has nothing to attach, send it with /ref2video.
+    again: str = "Attach the file again."
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,18 @@ class Kept:
     option: str
     url: str
     info: MediaInfo
-    reused: bool                      # an earlier upload of the same bytes
+
+
+@dataclass(frozen=True)
+class _Checked:
+    file: Attached
+    path: Path
+    info: MediaInfo
 
 
 @dataclass
 class _Turn:
-    """One owner's share of the intake, dropped when nobody of theirs waits."""
+    """One owner's share of the slots, dropped when nothing of theirs waits."""
 
     semaphore: asyncio.Semaphore
     users: int = 0
@@ -76,6 +87,7 @@ class ReferenceIntake:
         self, *, download: Download, upload: Upload, media: MediaStore, workdir: Path,
         video_limits: ProbeLimits, audio_limits: ProbeLimits, parallel: int = 4,
         per_owner: int = 2, download_seconds: float = DOWNLOAD_SECONDS,
+        wait_seconds: float = WAIT_SECONDS,
     ) -> None:
         self._download = download
         self._upload = upload
@@ -83,9 +95,11 @@ class ReferenceIntake:
         self._workdir = workdir
         self._limits = {"video": video_limits, "audio": audio_limits}
         self._download_seconds = download_seconds
+        self._wait_seconds = wait_seconds
         # Across all commands: a burst must not start a hundred downloads and probes at once.
         self._slots = asyncio.Semaphore(parallel)
-        # Nor may one member's commands take every slot while others wait.
+        # Nor may one member's files take every slot while others wait: each file takes
+        # one of its owner's `per_owner` turns as well as a slot.
         self._per_owner = per_owner
         self._owners: dict[object, _Turn] = {}
 
@@ -101,59 +115,66 @@ class ReferenceIntake:
 
     async def take(self, files: Sequence[Attached], *, owner: object = None) -> list[Kept]:
         """Every file checked and kept, in order; or IntakeError for the first (in option
-        order) that cannot be, with the others stopped. One `owner` (a member) has at most
-        `per_owner` of these under way at once; more wait their turn behind their own, so
-        one member's burst never holds every slot while others wait."""
-        if owner is None:
-            return await self._take_all(files)
+        order) that cannot be, with the others stopped. Nothing is uploaded until every
+        file has passed its probe, so a refused command leaves nothing at WaveSpeed.
+        `owner` (a member) shares `per_owner` turns across all their commands; a file that
+        waits longer than `wait_seconds` for one is refused as busy."""
+        directory = self._workdir / f"intake-{secrets.token_hex(8)}"
+        try:
+            await asyncio.to_thread(directory.mkdir, parents=True)
+            checked = await _all_or_none(
+                [self._check(f, directory, owner) for f in files])
+            stored = await _all_or_none([self._keep(c, owner) for c in checked])
+        finally:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+        return stored
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, owner: object) -> AsyncIterator[None]:
+        """A slot, and one of the owner's turns first (waiting at most `wait_seconds`)."""
         turn = self._owners.setdefault(owner, _Turn(asyncio.Semaphore(self._per_owner)))
         turn.users += 1
         try:
-            async with turn.semaphore:
-                return await self._take_all(files)
+            try:
+                async with asyncio.timeout(self._wait_seconds):
+                    await turn.semaphore.acquire()
+                    try:
+                        await self._slots.acquire()
+                    except BaseException:
+                        turn.semaphore.release()
+                        raise
+            except TimeoutError:
+                raise IntakeError("Too many files are being checked right now. Try again in "
+                                  "a few minutes. Nothing was charged.") from None
+            try:
+                yield
+            finally:
+                self._slots.release()
+                turn.semaphore.release()
         finally:
             turn.users -= 1
             if not turn.users:
                 del self._owners[owner]
 
-    async def _take_all(self, files: Sequence[Attached]) -> list[Kept]:
-        tasks = [asyncio.create_task(self._take_one(f), name=f"intake-{f.option}")
-                 for f in files]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:  # option order: the message names the first bad one
-            if isinstance(result, BaseException) and not isinstance(
-                    result, asyncio.CancelledError):
-                raise result
-        if any(isinstance(r, BaseException) for r in results):
-            raise asyncio.CancelledError
-        return [r for r in results if isinstance(r, Kept)]
-
-    async def _take_one(self, file: Attached) -> Kept:
+    async def _check(self, file: Attached, directory: Path, owner: object) -> _Checked:
         limits = self._limits[file.kind]
-        async with self._slots:
-            await asyncio.to_thread(self._workdir.mkdir, parents=True, exist_ok=True)
-            directory = Path(await asyncio.to_thread(
-                tempfile.mkdtemp, prefix="intake-", dir=self._workdir))
-            try:
-                path = directory / f"{file.option}{_suffix(file)}"
-                await self._fetch(file, path, limits)
-                info = await _probe(file, path, limits)
-                digest = await asyncio.to_thread(_sha256, path)
-                earlier = await self._media.reusable(digest, file.kind, for_at_least=REUSE_MARGIN)
-                if earlier is not None:
-                    return Kept(file.option, earlier.url, info, reused=True)
-                url = await self._store(file, path)
-                size = (await asyncio.to_thread(path.stat)).st_size
-                await self._media.record(url=url, kind=file.kind, size=size,
-                                         seconds=info.seconds, sha256=digest)
-                return Kept(file.option, url, info, reused=False)
-            finally:
-                await asyncio.to_thread(shutil.rmtree, directory, True)
+        async with self._turn(owner):
+            path = directory / f"{file.option}{_suffix(file)}"
+            await self._fetch(file, path, limits)
+            return _Checked(file, path, await _probe(file, path, limits))
+
+    async def _keep(self, checked: _Checked, owner: object) -> Kept:
+        file, path = checked.file, checked.path
+        async with self._turn(owner):
+            digest = await asyncio.to_thread(_sha256, path)
+            size = (await asyncio.to_thread(path.stat)).st_size
+            # Stamped before the upload: WaveSpeed's 7 days may start as its bytes arrive.
+            began = self._media.clock()
+            url = await self._store(file, path, checked.info)
+            await self._media.record(url=url, kind=file.kind, size=size,
+                                     seconds=checked.info.seconds, sha256=digest,
+                                     uploaded_at=began)
+            return Kept(file.option, url, checked.info)
 
     async def _fetch(self, file: Attached, path: Path, limits: ProbeLimits) -> None:
         """The file's bytes, never more than Discord declared (nor than the limit)."""
@@ -163,8 +184,8 @@ class ReferenceIntake:
             async with asyncio.timeout(self._download_seconds):
                 await self._download(file.url, path, cap)
         except TimeoutError:
-            raise IntakeError(f"{name} took too long to download from Discord. Try again, or "
-                              "attach a smaller file. Nothing was charged.") from None
+            raise IntakeError(f"{name} took too long to download. Try again, or use a "
+                              "smaller file. Nothing was charged.") from None
         except OutputTooLargeError:
             if file.size is not None and file.size < limits.max_bytes:
                 raise IntakeError(f"{name} is larger than Discord said it was. Attach the "
@@ -178,24 +199,46 @@ class ReferenceIntake:
         except WaveSpeedError as exc:
             gone = exc.status in (403, 404, 410)
             raise IntakeError(
-                f"{name} could not be downloaded from Discord ("
-                f"{'its link has expired' if gone else _why(exc)}). Attach the file again. "
+                f"{name} could not be downloaded ("
+                f"{'it is no longer there' if gone else _why(exc)}). {file.again} "
                 "Nothing was charged.") from None
 
-    async def _store(self, file: Attached, path: Path) -> str:
+    async def _store(self, file: Attached, path: Path, info: MediaInfo) -> str:
         suffix = _suffix(file)
-        content_type = file.content_type or ("video/mp4" if file.kind == "video" else
-                                             "audio/mpeg")
+        # The type the probe found, not the one the member's client declared.
+        content_type = _CONTENT_TYPES.get(info.container) or (
+            "video/mp4" if file.kind == "video" else "audio/mpeg")
         # Not the member's file name: it may say anything, and WaveSpeed's URL shows it.
-        upload_name = f"reference-{secrets.token_hex(4)}{suffix}"
+        upload_name = f"reference-{secrets.token_hex(16)}{suffix}"
         try:
-            return await self._upload(path, upload_name, content_type.split(";")[0].strip())
+            return await self._upload(path, upload_name, content_type)
         except WaveSpeedError as exc:
             log.warning("could not keep %s at WaveSpeed (%s, status %s)", file.option,
                         type(exc).__name__, exc.status)
+            later = ("Please try again in a minute" if exc.retryable or exc.status is None
+                     else "Trying again will not help; re-export it as an H.264 MP4")
             raise IntakeError(
                 f"`{file.option}` could not be stored at WaveSpeed ({_why(exc)}), so nothing "
-                "was started or charged. Please try again in a minute.") from None
+                f"was started or charged. {later}.") from None
+
+
+async def _all_or_none(work: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every result in order; or the first failure in order, with the rest stopped."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        if tasks:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:  # option order: the message names the first bad one
+        if isinstance(result, BaseException) and not isinstance(
+                result, asyncio.CancelledError):
+            raise result
+    if any(isinstance(r, BaseException) for r in results):
+        raise asyncio.CancelledError
+    return [r for r in results if not isinstance(r, BaseException)]
 
 
 async def _probe(file: Attached, path: Path, limits: ProbeLimits) -> MediaInfo:

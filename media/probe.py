@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import shutil
+import secrets
 import signal
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -81,9 +80,10 @@ async def probe_media(path: Path, *, option: str, kind: Literal["video", "audio"
         raise ProbeRejected(words.message("not_media", {}))
     if size > limits.max_bytes:
         raise ProbeRejected(words.message("too_large", {"bytes": size}))
-    workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="probe-"))
+    # Beside the file, in the caller's directory (the intake's, which it always removes),
+    # not a temporary directory of its own that a cancellation could leave behind.
+    out = Path(absolute).with_name(f".{Path(absolute).name}.{secrets.token_hex(4)}.probe")
     try:
-        out = workdir / "result.json"
         try:
             code = await run_child(
                 _WORKER, [absolute, kind, str(out), json.dumps(dataclasses.asdict(limits))],
@@ -92,7 +92,7 @@ async def probe_media(path: Path, *, option: str, kind: Literal["video", "audio"
             raise ProbeRejected(words.message("timeout", {})) from None
         result = await asyncio.to_thread(_read_result, out)
     finally:
-        await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+        await asyncio.to_thread(out.unlink, missing_ok=True)
     return _verdict(code, result, words)
 
 

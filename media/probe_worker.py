@@ -48,6 +48,8 @@ TAIL_DECODED_PACKETS: Final = 48
 SEEK_BEFORE_END_SECONDS: Final = 1.0
 # How much earlier than declared the packets may end (rounding, edit lists).
 END_TOLERANCE_SECONDS: Final = 0.25
+# Packets past the declared end by more than this: the headers understate the length.
+OVERRUN_TOLERANCE_SECONDS: Final = 1.0
 
 class Reject(Exception):
     """The file fails the check: `reason` and facts for media/probe.py's message."""
@@ -169,7 +171,7 @@ def _probe_video(container: InputContainer, limits: ProbeLimits) -> dict[str, An
         frame = _first_frame(container, stream)
     if isinstance(frame, av.VideoFrame):  # the real picture, whatever the headers said
         _check_size(frame.width, frame.height, limits)
-    _check_tail(container, stream, seconds)
+    _check_tail(container, stream, seconds, limits)
     return info
 
 
@@ -188,7 +190,7 @@ def _probe_audio(container: InputContainer, limits: ProbeLimits) -> dict[str, An
     _prepare_decoder(container, stream, limits)
     with _failing_as("damaged"):
         _first_frame(container, stream)
-    _check_tail(container, stream, seconds)
+    _check_tail(container, stream, seconds, limits)
     return info
 
 
@@ -258,10 +260,11 @@ def _first_frame(container: InputContainer,
 
 
 def _check_tail(container: InputContainer, stream: av.VideoStream | av.AudioStream,
-                seconds: float) -> None:
+                seconds: float, limits: ProbeLimits) -> None:
     """Seek to about a second before the end (to the keyframe before), decode a frame
     there, and read the rest of the packets: cut short when no frame comes out, or the
-    packets stop before the declared end or are cut."""
+    packets stop before the declared end or are cut; and too long when they go on well
+    past it (headers doctored to pass for 10 s while the track holds a minute)."""
     base = stream.time_base
     if base is None:
         raise Reject("damaged")  # PyAV always has one for a demuxed stream
@@ -287,6 +290,10 @@ def _check_tail(container: InputContainer, stream: av.VideoStream | av.AudioStre
                 decoded = bool(stream.decode(packet))
     if not decoded or reached is None or reached < end - END_TOLERANCE_SECONDS:
         raise Reject("cut_short")
+    if reached > end + OVERRUN_TOLERANCE_SECONDS:
+        real = reached - start
+        if not limits.min_seconds <= real <= limits.max_seconds:
+            raise Reject("duration", seconds=real)
 
 
 def _looks_like(kind: str, path: Path) -> bool:

@@ -35,13 +35,17 @@ class MediaStore:
 
     async def record(self, *, url: str, kind: str, size: int, seconds: float, sha256: str,
                      uploaded_at: float | None = None) -> StoredMedia:
-        """Remember an upload made at `uploaded_at` (now by default). A URL recorded twice
-        keeps its first time: its copy is not younger for being named again."""
+        """Remember an upload made at `uploaded_at` (now by default). A URL WaveSpeed
+        names again (it stores by content, say) holds the latest upload: its bytes and
+        retention are that upload's."""
         at = self.clock() if uploaded_at is None else uploaded_at
         async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO stored_media (url, kind, bytes, seconds, sha256, uploaded_at,"
-                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO NOTHING",
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO UPDATE SET"
+                " kind = excluded.kind, bytes = excluded.bytes, seconds = excluded.seconds,"
+                " sha256 = excluded.sha256, uploaded_at = excluded.uploaded_at,"
+                " expires_at = excluded.expires_at",
                 (url, kind, size, seconds, sha256, at, at + self.retention))
         found = await self.get(url)
         assert found is not None
@@ -55,16 +59,6 @@ class MediaStore:
         return None if row is None else StoredMedia(
             row["url"], row["kind"], row["bytes"], row["seconds"], row["sha256"],
             row["uploaded_at"], row["expires_at"])
-
-    async def reusable(self, sha256: str, kind: str, *, for_at_least: float) -> StoredMedia | None:
-        """An earlier upload of the same bytes that WaveSpeed still keeps for `for_at_least`
-        seconds from now, so it need not be uploaded again."""
-        async with self.db.reading() as conn, conn.execute(
-            "SELECT url FROM stored_media WHERE sha256 = ? AND kind = ? AND expires_at > ?"
-            " ORDER BY expires_at DESC LIMIT 1", (sha256, kind, self.clock() + for_at_least)
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else await self.get(row["url"])
 
     async def expiry(self, urls: Iterable[str]) -> float | None:
         """When the first of these stored copies is gone; None if any URL is not one of

@@ -68,3 +68,18 @@ def png_bytes() -> bytes:
 
 def cut(data: bytes, fraction: float) -> bytes:
     return data[: int(len(data) * fraction)]
+
+
+def claim_seconds(data: bytes, seconds: int) -> bytes:
+    """The MP4 with its movie, track and media headers claiming `seconds` long, whatever
+    its samples hold (a minute passing for 10 s)."""
+    out = bytearray(data)
+    for name, length_at in ((b"mvhd", 24), (b"mdhd", 24)):
+        at, _ = box(out, name)
+        scale = struct.unpack(">I", out[at + 20 : at + 24])[0]
+        out[at + length_at : at + length_at + 4] = struct.pack(">I", seconds * scale)
+    mvhd, _ = box(out, b"mvhd")
+    movie_scale = struct.unpack(">I", out[mvhd + 20 : mvhd + 24])[0]
+    at, _ = box(out, b"tkhd")
+    out[at + 28 : at + 32] = struct.pack(">I", seconds * movie_scale)
+    return bytes(out)

@@ -68,6 +68,7 @@ UPLOAD_TICKET_PATH = "/api/v3/media/uploads"  # the SDK's direct upload (then a 
 UPLOAD_PATH = "/api/v3/media/upload/binary"  # the older multipart upload, kept as fallback
 BALANCE_PATH = "/api/v3/balance"
 PRICING_PATH = "/api/v3/model/pricing"  # what one task with these inputs costs, in USD
+MAX_SANE_PRICE_USD = 1_000_000.0
 HISTORY_PATH = "/api/v3/predictions"  # the account's last 7 days, newest first
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -328,8 +329,9 @@ class WaveSpeedClient:
             reply = await self._api_call("POST", PRICING_PATH, attempt=attempt, json_body=body)
             value = reply.get("unit_price") if isinstance(reply, dict) else None
             currency = reply.get("currency", "USD") if isinstance(reply, dict) else None
+            # A clip costs dollars: a price past a million is a broken reply, not a price.
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value >= 0):
+                    math.isfinite(value) and 0 <= value <= MAX_SANE_PRICE_USD):
                 raise MalformedResponseError(f"POST {PRICING_PATH}: no usable data.unit_price")
             if currency != "USD":
                 raise MalformedResponseError(

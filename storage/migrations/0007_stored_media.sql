@@ -12,5 +12,3 @@ CREATE TABLE stored_media (
     uploaded_at REAL    NOT NULL,
     expires_at  REAL    NOT NULL CHECK (expires_at > uploaded_at)
 ) STRICT;
--- The same file sent again within its retention is not uploaded again.
-CREATE INDEX stored_media_by_hash ON stored_media (sha256, kind, expires_at);

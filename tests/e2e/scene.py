@@ -113,6 +113,15 @@ async def job_done(s: Scene, job_id: int, state: str = "delivered") -> Any:
     return await s.world.wait_job_state(job_id, state, within=15.0)
 
 
+async def delivered_clip(s: Scene, prompt: str = "a cat surfing", **options: Any
+                         ) -> MessageRecord:
+    """Run /ref2video as alice and wait for job 1's clip; the message holding it."""
+    await s.generate(s.alice, prompt, **options)
+    await job_done(s, 1)
+    [clip] = [m for m in s.thread_messages() if m.attachments]
+    return clip
+
+
 async def audit_clean(s: Scene) -> None:
     assert await audit(s.world.db) == []
 

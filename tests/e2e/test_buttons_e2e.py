@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from discord_emulator.emulator import MessageRecord
-from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
+from tests.e2e.scene import Scene, custom_ids, delivered_clip, job_done, open_scene
 from tests.fakes.wavespeed import TaskBehaviour
 
 
@@ -21,13 +19,6 @@ async def scene(tmp_path: Path) -> AsyncIterator[Scene]:
         yield s
 
 
-
-async def delivered_clip(s: Scene, prompt: str = "a cat surfing", **options: Any
-                         ) -> MessageRecord:
-    await s.generate(s.alice, prompt, **options)
-    await job_done(s, 1)
-    [clip] = [m for m in s.thread_messages() if m.attachments]
-    return clip
 
 
 async def test_cancel_button_refuses_others_and_refunds_for_the_owner(scene: Scene) -> None:

@@ -4,11 +4,13 @@ with a markup. Quotes come from the fake's pricing endpoint over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from discord_emulator.emulator import Channel
-from tests.e2e.scene import Scene, job_done, open_scene
+from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.wavespeed import Fault
 
 CONTRACT = {("720p", 5): 1.00, ("720p", 10): 1.50, ("1080p", 5): 1.50, ("1080p", 10): 2.25}
@@ -83,6 +85,11 @@ async def test_an_unreadable_price_keeps_the_last_figures_and_says_so(tmp_path: 
     async with open_scene(tmp_path) as s:
         watch = s.world.services.costs
         await watch.check()
+        good = s.wavespeed.quote_usd
+        s.wavespeed.quote_usd = lambda inputs: 1e307  # not a price: a broken reply
+        reading = await watch.check()
+        assert reading.error == "MalformedResponseError" and reading.costs[("720p", 5)] == 1.0
+        s.wavespeed.quote_usd = good
         s.wavespeed.inject("pricing", *[Fault.status(503)] * 20)
         await watch.check()
         field = await status_field(s)
@@ -90,7 +97,7 @@ async def test_an_unreadable_price_keeps_the_last_figures_and_says_so(tmp_path: 
         assert "720p 5 s: 100 credits" in field
 
 
-async def test_an_implausibly_low_quote_is_not_followed(tmp_path: Path) -> None:
+async def test_an_implausible_quote_is_not_followed(tmp_path: Path) -> None:
     # A glitch quoting $0 (or a fraction of today's price) must not make clips nearly free
     # while the operator still pays WaveSpeed's real price.
     async with open_scene(tmp_path, price_follow_wavespeed=True,
@@ -110,7 +117,43 @@ async def test_an_implausibly_low_quote_is_not_followed(tmp_path: Path) -> None:
 
         def doubts() -> list[str]:
             return [m.content for m in s.emu.channel_messages(audit.id)
-                    if "implausibly low" in m.content]
+                    if "far from the configured" in m.content]
 
         await s.emu.wait_for(lambda: doubts(), within=5.0)
         assert len(doubts()) == 1 and "720p 5 s $0.00" in doubts()[0]
+        # Cents read as dollars for a day: nothing follows, and the day after is normal.
+        s.wavespeed.quote_usd = quoting({o: usd * 100 for o, usd in CONTRACT.items()})
+        await watch.check()
+        assert [prices.credits_of(r, d) for r, d in CONTRACT] == [120, 180, 180, 300]
+        s.wavespeed.quote_usd = quoting(CONTRACT)
+        await watch.check()
+        assert [prices.credits_of(r, d) for r, d in CONTRACT] == [120, 180, 180, 270]
+        await s.emu.wait_for(lambda: len(doubts()) == 2, within=5.0)
+
+
+async def test_a_confirm_reserves_the_price_confirmed_even_if_prices_change_meanwhile(
+        tmp_path: Path) -> None:
+    async with open_scene(tmp_path, complete_after=0.05) as s:
+        await s.grant(s.alice, 500)
+        await s.world.services.guild_settings.set_confirm_cost(s.guild.id, True,
+                                                               actor=s.admin.id)
+        question = await s.generate(s.alice)
+        assert "costs **100 credits ($1.00)**" in question.content
+        gate = s.world.services.gatekeeper
+        real = gate.admitting
+
+        @contextlib.asynccontextmanager
+        async def admitting(who: Any, request: Any) -> AsyncIterator[Any]:
+            # The daily follow-mode change lands while the press waits for the server's
+            # lock, after its price was checked against the offer.
+            s.world.services.settings.prices.set_credits({("720p", 5): 300})
+            async with real(who, request) as admission:
+                yield admission
+
+        gate.admitting = admitting  # type: ignore[method-assign]
+        go = await s.emu.click(question, custom_ids(question)[0], user=s.alice)
+        reply = (await go.wait_response(within=10.0)).content
+        assert "100 credits ($1.00) reserved; you have 400 credits left" in reply, reply
+        job = await job_done(s, 1)
+        assert job.price == 100
+        assert await s.world.balance(s.guild.id, s.alice.id) == (400, 0)

@@ -13,8 +13,7 @@ import aiohttp
 import pytest
 
 from storage.credits import audit
-from storage.media import RETENTION_SECONDS
-from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
+from tests.e2e.scene import Scene, custom_ids, delivered_clip, job_done, open_scene
 from tests.fakes.wavespeed import Fault, TaskBehaviour
 from tests.media import make_mp4
 
@@ -82,9 +81,7 @@ async def test_a_reroll_past_wavespeeds_retention_asks_for_the_files_and_charges
         scene: Scene) -> None:
     s = scene
     await s.grant(s.alice, 500)
-    await s.generate(s.alice)
-    await job_done(s, 1)
-    [clip] = [m for m in s.thread_messages() if m.attachments]
+    clip = await delivered_clip(s)
     # Eight days later: WaveSpeed has dropped the copies, and the bot knows when they went.
     s.wavespeed.clock = lambda: time.time() + 8 * 86400
     async with s.world.db.transaction() as conn:
@@ -127,9 +124,7 @@ async def test_use_as_reference_after_the_links_expired_keeps_a_copy_of_the_clip
         scene: Scene) -> None:
     s = scene
     await s.grant(s.alice, 500)
-    await s.generate(s.alice)
-    await job_done(s, 1)
-    [clip] = [m for m in s.thread_messages() if m.attachments]
+    clip = await delivered_clip(s)
     s.emu.expire_attachment_links()
     opened = await s.emu.click(clip, "r2v:reuse:1", user=s.alice)
     await opened.wait_acked()
@@ -162,16 +157,3 @@ async def test_a_member_without_credits_is_told_before_anything_is_downloaded(
     assert "costs 100 credits" in reply.content and "Nothing was charged" in reply.content
     assert s.wavespeed.uploads == {}
     assert s.wavespeed.requests_to("/media/uploads") == []
-
-
-async def test_the_same_file_twice_is_uploaded_once(scene: Scene) -> None:
-    s = scene
-    await s.grant(s.alice, 500)
-    await s.generate(s.alice, "one")
-    await job_done(s, 1)
-    await s.generate(s.alice, "two")
-    await job_done(s, 2)
-    first, second = s.wavespeed.submissions
-    assert first.body["videos"] == second.body["videos"]
-    assert len(s.wavespeed.uploads) == 1
-    assert RETENTION_SECONDS == 7 * 86400

@@ -14,7 +14,7 @@ import pytest
 
 from discord_emulator.emulator import InteractionRecord, MessageRecord
 from money.prices import PriceTable
-from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
+from tests.e2e.scene import Scene, custom_ids, delivered_clip, job_done, open_scene
 from tests.fakes.wavespeed import TaskBehaviour
 from tests.harness import fail_calls
 
@@ -37,12 +37,6 @@ async def job_count(s: Scene) -> int:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
 
-
-async def delivered_clip(s: Scene, prompt: str = "a cat surfing") -> MessageRecord:
-    await s.generate(s.alice, prompt)
-    await job_done(s, 1)
-    [clip] = [m for m in s.thread_messages() if m.attachments]
-    return clip
 
 
 async def confirm_question(s: Scene) -> MessageRecord:

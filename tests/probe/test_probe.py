@@ -18,6 +18,7 @@ import pytest
 from media import child_process
 from media.probe import MediaInfo, ProbeLimits, ProbeRejected, clean_filename, probe_media
 from tests.hostile_media import (
+    claim_seconds,
     cut,
     declare_size,
     endless_samples,
@@ -26,6 +27,7 @@ from tests.hostile_media import (
     png_bytes,
 )
 from tests.media import make_audio, make_mp4, make_video
+from tests.processes import live_children
 
 T = TypeVar("T")
 MAX_LAG_SECONDS = 0.1
@@ -105,6 +107,9 @@ CASES = [
          says=("`video` is 0.5 s long", "references must be 2-30 s", "Attach a longer clip")),
     Case("40 s", lambda: make_video(seconds=40.0, width=32, height=32, fps=2),
          says=("is 40.0 s long", "2-30 s", "Trim it to at most 30 s")),
+    Case("60 s whose headers claim 10 s", lambda: claim_seconds(
+        make_video(seconds=60.0, width=32, height=32, fps=2), 10),
+        says=("`video` is 60.0 s long", "Trim it to at most 30 s")),
     Case("1.96 s", lambda: make_video(seconds=1.96, fps=50, width=32, height=32),
          says=("is 1.96 s long",)),
     Case("over max_bytes", make_video, limits=ProbeLimits(max_bytes=4096),
@@ -131,20 +136,7 @@ CASES = [
 
 
 def _children(parent: int | None = None) -> list[int]:
-    """Live probe workers started by `parent` (default: this process)."""
-    parent = os.getpid() if parent is None else parent
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == parent and b"media.probe_worker" in cmdline and stat[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return live_children("media.probe_worker", parent)
 
 
 async def _with_lag(work: Awaitable[T]) -> tuple[T | BaseException, float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import sys
 import tempfile
 from fractions import Fraction
@@ -18,24 +17,11 @@ import pytest
 import simulator.render_worker as worker
 from simulator.render_worker import RenderFailed, reference_path, render_in_child
 from tests.media import make_mp4
+from tests.processes import live_children
 
 
 def _children(parent: int | None = None) -> list[int]:
-    """Live render workers started by `parent` (default: this process)."""
-    parent = os.getpid() if parent is None else parent
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == parent and b"simulator.render_worker" in cmdline and (
-                stat[0] != "Z"):
-            found.append(int(entry.name))
-    return found
+    return live_children("simulator.render_worker", parent)
 
 
 async def _render(references: list[bytes], **options: Any) -> bytes:
