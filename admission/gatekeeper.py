@@ -78,18 +78,21 @@ class Gatekeeper:
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @asynccontextmanager
-    async def admitting(self, who: Requester, request: GenerationRequest
-                        ) -> AsyncIterator[Admission]:
-        """Raise Refused, or yield while holding the server's lock: create the job inside."""
+    async def admitting(self, who: Requester, request: GenerationRequest, *,
+                        price: int | None = None) -> AsyncIterator[Admission]:
+        """Raise Refused, or yield while holding the server's lock: create the job inside.
+        `price`: what the job will reserve (a confirmed offer's), for the spend cap; else
+        today's."""
         async with self._locks[who.guild_id]:
-            yield await self._admit(who, request)
+            yield await self._admit(who, request, price)
 
     async def precheck(self, who: Requester, request: GenerationRequest) -> None:
         """Raise Refused if the rules say no now, before slow work (downloading the
         references) that a refusal would waste. Not a promise: `admitting` decides."""
         await self._admit(who, request)
 
-    async def _admit(self, who: Requester, request: GenerationRequest) -> Admission:
+    async def _admit(self, who: Requester, request: GenerationRequest,
+                     price: int | None = None) -> Admission:
         settings = await self._settings.get(who.guild_id)
         for refusal in (check_pause(settings),
                         check_channel(settings, who.channel_id, who.parent_channel_id),
@@ -113,7 +116,8 @@ class Gatekeeper:
             day_start, next_day = day_window(now)
             usage = await limit_usage(self._db, who.guild_id, who.user_id, since=day_start)
             per_credit = self._prices.usd_per_credit
-            price = self._prices.credits_for(request.size, request.duration)
+            if price is None:
+                price = self._prices.credits_for(request.size, request.duration)
             refusal = check_limits(
                 settings, jobs_today=usage.jobs_since, last_job_at=usage.last_job_at,
                 active_jobs=usage.active_jobs,

@@ -23,7 +23,7 @@ from wavespeed.errors import WaveSpeedError
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
-PLAUSIBLE_FACTOR = 2.0  # follow mode follows quotes within 1/2x to 2x the configured price
+PLAUSIBLE_FACTOR = 2.0  # follow mode follows quotes within 1/2x to 2x the configured cost
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,9 @@ class CostWatch:
         return self.last
 
     async def _follow(self, costs: dict[tuple[str, int], float]) -> None:
-        # A quote far from the configured price (PRICE_*, the operator's own figure for
-        # the option) is more likely WaveSpeed's glitch than a price change: cents read as
+        # A quote far from the cost the configured price implies (PRICE_*, the operator's
+        # own figure for the option, less the markup) is more likely WaveSpeed's glitch
+        # than a price change: cents read as
         # dollars would sell clips at 100x, a quote of nothing for 1 credit. Said, not
         # followed; if WaveSpeed really moved that far, the operator updates PRICE_*.
         implausible = {option: usd for option, usd in costs.items()
@@ -113,8 +114,10 @@ class CostWatch:
                                    f"{self.markup_percent:g}%: {text} credits.")
 
     def _plausible(self, option: tuple[str, int], usd: float) -> bool:
-        """Within half to twice the configured price of the option (its cost, at most)."""
-        anchor = self.prices.usd_per_credit * self._configured[option]
+        """Within half to twice the cost the configured price implies: PRICE_* is what the
+        option sells for, so the cost it stands for is that less the markup."""
+        selling = self.prices.usd_per_credit * self._configured[option]
+        anchor = selling / (1 + self.markup_percent / 100)
         return usd > 0 and anchor / PLAUSIBLE_FACTOR <= usd <= anchor * PLAUSIBLE_FACTOR
 
     async def _warn(self, lines: list[Margin]) -> None:

@@ -147,7 +147,7 @@ class JobStarter:
         member = interaction.user
         who = _requester(interaction, channel)
         try:
-            async with self.gatekeeper.admitting(who, request) as admission:
+            async with self.gatekeeper.admitting(who, request, price=price) as admission:
                 job = await self.engine.create_job(
                     guild_id=interaction.guild_id, channel_id=channel.id, user_id=member.id,
                     request=request, enqueue=False, max_active=admission.max_active,

@@ -30,7 +30,9 @@ Download = Callable[[str, Path, int], Awaitable[int]]   # (url, dest, max_bytes)
 Upload = Callable[[Path, str, str], Awaitable[str]]     # (path, filename, type) -> url
 
 DOWNLOAD_SECONDS = 120.0   # one reference from Discord's CDN, however slowly it trickles
-WAIT_SECONDS = 300.0       # for a slot: a command's answer must come within Discord's 15 min
+# A command's answer must come within Discord's 15 minutes (the interaction token's life):
+WAIT_SECONDS = 180.0       # waiting for a slot, at most
+WORK_SECONDS = 540.0       # downloads, probes and uploads of one command, at most
 _CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "m4a": "audio/mp4",
                   "mp3": "audio/mpeg", "wav": "audio/wav", "aac": "audio/aac",
                   "ogg": "audio/ogg", "flac": "audio/flac"}
@@ -85,9 +87,9 @@ class _Turn:
 class ReferenceIntake:
     def __init__(
         self, *, download: Download, upload: Upload, media: MediaStore, workdir: Path,
-        video_limits: ProbeLimits, audio_limits: ProbeLimits, parallel: int = 4,
+        video_limits: ProbeLimits, audio_limits: ProbeLimits, parallel: int = 3,
         per_owner: int = 2, download_seconds: float = DOWNLOAD_SECONDS,
-        wait_seconds: float = WAIT_SECONDS,
+        wait_seconds: float = WAIT_SECONDS, work_seconds: float = WORK_SECONDS,
     ) -> None:
         self._download = download
         self._upload = upload
@@ -96,10 +98,11 @@ class ReferenceIntake:
         self._limits = {"video": video_limits, "audio": audio_limits}
         self._download_seconds = download_seconds
         self._wait_seconds = wait_seconds
-        # Across all commands: a burst must not start a hundred downloads and probes at once.
+        self._work_seconds = work_seconds
+        # Across all commands: a burst must not start a hundred downloads and probes at once,
+        # nor hold a hundred 100 MB files on disk.
         self._slots = asyncio.Semaphore(parallel)
-        # Nor may one member's files take every slot while others wait: each file takes
-        # one of its owner's `per_owner` turns as well as a slot.
+        # Nor may one member's commands take every slot while others wait.
         self._per_owner = per_owner
         self._owners: dict[object, _Turn] = {}
 
@@ -117,21 +120,29 @@ class ReferenceIntake:
         """Every file checked and kept, in order; or IntakeError for the first (in option
         order) that cannot be, with the others stopped. Nothing is uploaded until every
         file has passed its probe, so a refused command leaves nothing at WaveSpeed.
-        `owner` (a member) shares `per_owner` turns across all their commands; a file that
-        waits longer than `wait_seconds` for one is refused as busy."""
-        directory = self._workdir / f"intake-{secrets.token_hex(8)}"
-        try:
-            await asyncio.to_thread(directory.mkdir, parents=True)
-            checked = await _all_or_none(
-                [self._check(f, directory, owner) for f in files])
-            stored = await _all_or_none([self._keep(c, owner) for c in checked])
-        finally:
-            await asyncio.to_thread(shutil.rmtree, directory, True)
-        return stored
+
+        A command holds one of `parallel` slots from its first download to its last upload,
+        so at most that many commands' files are on disk at once; `owner` (a member) holds
+        at most `per_owner` of them. A command that waits longer than `wait_seconds` for a
+        slot, or takes longer than `work_seconds` once it has one, is refused: its answer
+        must still reach the member within Discord's 15 minutes."""
+        async with self._turn(owner):
+            directory = self._workdir / f"intake-{secrets.token_hex(8)}"
+            try:
+                async with asyncio.timeout(self._work_seconds):
+                    await asyncio.to_thread(directory.mkdir, parents=True)
+                    checked = await _all_or_none(
+                        [self._check(f, directory) for f in files])
+                    return await _all_or_none([self._keep(c) for c in checked])
+            except TimeoutError:
+                raise IntakeError("Checking and storing the files took too long. Try again, "
+                                  "or use smaller files. Nothing was charged.") from None
+            finally:
+                await asyncio.to_thread(shutil.rmtree, directory, True)
 
     @contextlib.asynccontextmanager
     async def _turn(self, owner: object) -> AsyncIterator[None]:
-        """A slot, and one of the owner's turns first (waiting at most `wait_seconds`)."""
+        """One of the owner's turns, then a slot (waiting at most `wait_seconds`)."""
         turn = self._owners.setdefault(owner, _Turn(asyncio.Semaphore(self._per_owner)))
         turn.users += 1
         try:
@@ -156,25 +167,23 @@ class ReferenceIntake:
             if not turn.users:
                 del self._owners[owner]
 
-    async def _check(self, file: Attached, directory: Path, owner: object) -> _Checked:
+    async def _check(self, file: Attached, directory: Path) -> _Checked:
         limits = self._limits[file.kind]
-        async with self._turn(owner):
-            path = directory / f"{file.option}{_suffix(file)}"
-            await self._fetch(file, path, limits)
-            return _Checked(file, path, await _probe(file, path, limits))
+        path = directory / f"{file.option}{_suffix(file)}"
+        await self._fetch(file, path, limits)
+        return _Checked(file, path, await _probe(file, path, limits))
 
-    async def _keep(self, checked: _Checked, owner: object) -> Kept:
+    async def _keep(self, checked: _Checked) -> Kept:
         file, path = checked.file, checked.path
-        async with self._turn(owner):
-            digest = await asyncio.to_thread(_sha256, path)
-            size = (await asyncio.to_thread(path.stat)).st_size
-            # Stamped before the upload: WaveSpeed's 7 days may start as its bytes arrive.
-            began = self._media.clock()
-            url = await self._store(file, path, checked.info)
-            await self._media.record(url=url, kind=file.kind, size=size,
-                                     seconds=checked.info.seconds, sha256=digest,
-                                     uploaded_at=began)
-            return Kept(file.option, url, checked.info)
+        digest = await asyncio.to_thread(_sha256, path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        # Stamped before the upload: WaveSpeed's 7 days may start as its bytes arrive.
+        began = self._media.clock()
+        url = await self._store(file, path, checked.info)
+        await self._media.record(url=url, kind=file.kind, size=size,
+                                 seconds=checked.info.seconds, sha256=digest,
+                                 uploaded_at=began)
+        return Kept(file.option, url, checked.info)
 
     async def _fetch(self, file: Attached, path: Path, limits: ProbeLimits) -> None:
         """The file's bytes, never more than Discord declared (nor than the limit)."""

@@ -15,6 +15,7 @@ bound how many).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -82,7 +83,7 @@ async def probe_media(path: Path, *, option: str, kind: Literal["video", "audio"
         raise ProbeRejected(words.message("too_large", {"bytes": size}))
     # Beside the file, in the caller's directory (the intake's, which it always removes),
     # not a temporary directory of its own that a cancellation could leave behind.
-    out = Path(absolute).with_name(f".{Path(absolute).name}.{secrets.token_hex(4)}.probe")
+    out = Path(absolute).with_name(f".probe-{secrets.token_hex(8)}.json")
     try:
         try:
             code = await run_child(
@@ -92,7 +93,8 @@ async def probe_media(path: Path, *, option: str, kind: Literal["video", "audio"
             raise ProbeRejected(words.message("timeout", {})) from None
         result = await asyncio.to_thread(_read_result, out)
     finally:
-        await asyncio.to_thread(out.unlink, missing_ok=True)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(out.unlink, missing_ok=True)
     return _verdict(code, result, words)
 
 

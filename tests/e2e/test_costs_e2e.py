@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from discord_emulator.emulator import Channel
+from money.prices import PriceTable
 from tests.e2e.scene import Scene, custom_ids, job_done, open_scene
 from tests.fakes.wavespeed import Fault
 
@@ -143,11 +144,11 @@ async def test_a_confirm_reserves_the_price_confirmed_even_if_prices_change_mean
         real = gate.admitting
 
         @contextlib.asynccontextmanager
-        async def admitting(who: Any, request: Any) -> AsyncIterator[Any]:
+        async def admitting(who: Any, request: Any, **options: Any) -> AsyncIterator[Any]:
             # The daily follow-mode change lands while the press waits for the server's
             # lock, after its price was checked against the offer.
             s.world.services.settings.prices.set_credits({("720p", 5): 300})
-            async with real(who, request) as admission:
+            async with real(who, request, **options) as admission:
                 yield admission
 
         gate.admitting = admitting  # type: ignore[method-assign]
@@ -157,3 +158,19 @@ async def test_a_confirm_reserves_the_price_confirmed_even_if_prices_change_mean
         job = await job_done(s, 1)
         assert job.price == 100
         assert await s.world.balance(s.guild.id, s.alice.id) == (400, 0)
+
+
+async def test_follow_mode_judges_quotes_against_the_cost_behind_the_configured_price(
+        tmp_path: Path) -> None:
+    # PRICE_* already carry a 150% markup (what follow mode would set): WaveSpeed's list
+    # prices are the cost behind them, and a 25% rise is followed for every option.
+    configured = PriceTable(p720_5s=250, p720_10s=375, p1080_5s=375, p1080_10s=563)
+    async with open_scene(tmp_path, price_follow_wavespeed=True, price_markup_percent=150.0,
+                          prices=configured) as s:
+        watch = s.world.services.costs
+        await s.emu.wait_for(lambda: watch.last is not None, within=5.0)
+        prices = s.world.services.settings.prices
+        assert [prices.credits_of(r, d) for r, d in CONTRACT] == [250, 375, 375, 563]
+        s.wavespeed.quote_usd = quoting({o: usd * 1.25 for o, usd in CONTRACT.items()})
+        await watch.check()
+        assert [prices.credits_of(r, d) for r, d in CONTRACT] == [313, 469, 469, 704]

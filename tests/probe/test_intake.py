@@ -56,7 +56,7 @@ def intake(db: Database, remote: Remote, tmp_path: Path) -> Iterator[ReferenceIn
     yield ReferenceIntake(download=remote.download, upload=remote.upload,
                           media=MediaStore(db), workdir=tmp_path / "intake",
                           video_limits=ProbeLimits(), audio_limits=ProbeLimits(),
-                          parallel=4, per_owner=2, wait_seconds=5.0)
+                          parallel=3, per_owner=2, wait_seconds=5.0)
 
 
 def attach(remote: Remote, who: str, option: str, data: bytes, *, kind: str = "video",
@@ -101,22 +101,37 @@ async def test_a_bad_sibling_means_nothing_is_uploaded(
     assert list((tmp_path / "intake").iterdir()) == []
 
 
-async def test_one_members_files_never_hold_every_slot(
+async def test_one_members_commands_never_hold_every_slot(
         intake: ReferenceIntake, remote: Remote) -> None:
-    hers = [attach(remote, "mallory", f"v{i}", make_mp4(seconds=3.0), delay=0.4)
-            for i in range(3)]
-    theirs = [attach(remote, "mallory", f"w{i}", make_mp4(seconds=3.0), delay=0.4)
-              for i in range(3)]
-    alice = attach(remote, "alice", "video", make_mp4(seconds=3.0))
-    burst = [asyncio.create_task(intake.take(files, owner="mallory"))
-             for files in (hers, theirs)]
+    # Three slots; mallory sends three commands of two files at once.
+    burst = [asyncio.create_task(intake.take(
+        [attach(remote, "mallory", f"v{i}-{j}", make_mp4(seconds=3.0), delay=0.4)
+         for j in range(2)], owner="mallory")) for i in range(3)]
     await asyncio.sleep(0.05)
+    alice = attach(remote, "alice", "video", make_mp4(seconds=3.0))
     started = asyncio.get_running_loop().time()
     await intake.take([alice], owner="alice")
     waited = asyncio.get_running_loop().time() - started
-    assert remote.most_active["mallory"] <= 2
     assert waited < 0.4, f"alice waited {waited:.2f} s behind mallory's burst"
+    assert remote.most_active["mallory"] <= 2 * 2  # two commands of two files at a time
     await asyncio.gather(*burst)
+    assert len(remote.uploaded) == 7
+
+
+async def test_a_command_waiting_too_long_for_a_slot_is_told_to_try_later(
+        db: Database, remote: Remote, tmp_path: Path) -> None:
+    intake = ReferenceIntake(download=remote.download, upload=remote.upload,
+                             media=MediaStore(db), workdir=tmp_path / "intake",
+                             video_limits=ProbeLimits(), audio_limits=ProbeLimits(),
+                             parallel=1, wait_seconds=0.2)
+    slow = asyncio.create_task(intake.take(
+        [attach(remote, "bob", "video", make_mp4(seconds=3.0), delay=1.0)], owner="bob"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(IntakeError, match="Try again in a few minutes"):
+        await intake.take([attach(remote, "alice", "video", make_mp4(seconds=3.0))],
+                          owner="alice")
+    await slow
+    assert len(remote.uploaded) == 1 and list((tmp_path / "intake").iterdir()) == []
 
 
 async def test_a_cancelled_intake_leaves_nothing_behind(

@@ -319,3 +319,11 @@ def test_limits_travel_to_the_child_as_json() -> None:
     fields = dataclasses.asdict(ProbeLimits())
     assert ProbeLimits(**fields) == ProbeLimits()
     assert all(isinstance(value, int | float) for value in fields.values())
+
+
+async def test_a_file_with_the_longest_name_is_probed(tmp_path: Path) -> None:
+    # The verdict is written beside the file under a short name of its own.
+    path = tmp_path / ("x" * 247 + ".mp4")
+    make_mp4(path, seconds=3.0)
+    assert await probe_media(path, option="video", kind="video") == _video()
+    assert [p.name for p in await asyncio.to_thread(list, tmp_path.iterdir())] == [path.name]
