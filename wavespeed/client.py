@@ -14,6 +14,7 @@ guarded session (wavespeed/safe_download.py) that never carries the key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import logging
@@ -238,7 +239,7 @@ class WaveSpeedClient:
             limits=self._submit_timeout,
         )
         try:
-            return Prediction.from_data(data)
+            return self._scrubbed(Prediction.from_data(data))
         except ValueError as exc:
             # Only the id matters after a submit: with it the task is ours to poll, and
             # calling the reply malformed would refund a task that exists and bills.
@@ -254,7 +255,8 @@ class WaveSpeedClient:
         path = f"/api/v3/predictions/{task_id}/result"
 
         async def once(attempt: int) -> Prediction:
-            return _prediction(await self._api_call("GET", path, attempt=attempt), "GET", path)
+            return self._scrubbed(_prediction(
+                await self._api_call("GET", path, attempt=attempt), "GET", path))
 
         return await self._with_retries("GET", path, once)
 
@@ -377,7 +379,7 @@ class WaveSpeedClient:
             listed += len(items)
             for item in items:
                 try:
-                    prediction = Prediction.from_data(item)
+                    prediction = self._scrubbed(Prediction.from_data(item))
                     created = prediction.created
                     if created is None:
                         raise ValueError("data.created_at is not an ISO 8601 date-time")
@@ -702,6 +704,12 @@ class WaveSpeedClient:
     def _scrub(self, text: str) -> str:
         """Servers sometimes echo credentials in error text; never let the key through."""
         return text.replace(self._api_key, "[redacted]")
+
+    def _scrubbed(self, prediction: Prediction) -> Prediction:
+        """A task's error text is shown to members and stored: scrubbed like any other."""
+        if prediction.error and self._api_key in prediction.error:
+            return dataclasses.replace(prediction, error=self._scrub(prediction.error))
+        return prediction
 
 
 @asynccontextmanager
