@@ -5,6 +5,7 @@ failed upload costs nothing. Through the Discord emulator and the fake WaveSpeed
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,8 +40,8 @@ async def ledger_of(s: Scene, user_id: int) -> list[str]:
 async def test_the_job_carries_wavespeeds_copies_not_discords_links(scene: Scene) -> None:
     s = scene
     await s.grant(s.alice, 500)
-    first = s.video("a.mp4", make_mp4(seconds=2.5, width=64, height=48))
-    second = s.video("b.mov", make_mp4(seconds=3.0, width=48, height=64),
+    first = s.video("holiday-cat.mp4", make_mp4(seconds=2.5, width=64, height=48))
+    second = s.video("beach-dog.mov", make_mp4(seconds=3.0, width=48, height=64),
                      content_type="video/quicktime")
     reply = await s.generate(s.alice, video=first, video2=second)
     assert "Job #1 is queued" in reply.content, reply.content
@@ -53,7 +54,9 @@ async def test_the_job_carries_wavespeeds_copies_not_discords_links(scene: Scene
     assert stored == [s.emu.served_attachment(int(a["id"])).data  # type: ignore[union-attr]
                       for a in (first, second)]
     # The member's file name is not in WaveSpeed's URL.
-    assert not any("a.mp4" in v or "b.mov" in v for v in videos)
+    assert not any("holiday" in v or "beach" in v for v in videos)
+    assert all(re.fullmatch(r"reference-[0-9a-f]{32}\.(mp4|mov)", v.rsplit("/", 1)[1])
+               for v in videos), videos
 
 
 async def test_a_reroll_after_discords_links_expired_submits_the_stored_copies(
