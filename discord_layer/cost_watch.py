@@ -66,8 +66,7 @@ class CostWatch:
 
     async def check(self) -> CostReading:
         try:
-            quotes = {(str(inputs["size"]), int(str(inputs["duration"]))):
-                      await self._quote(inputs) for inputs in quote_inputs()}
+            quotes = {key: await self._quote(inputs) for key, inputs in quote_inputs()}
         except WaveSpeedError as exc:
             kept = self.last.costs if self.last is not None else {}
             self.last = CostReading(kept, time.time(), type(exc).__name__)

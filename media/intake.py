@@ -15,7 +15,7 @@ import logging
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
@@ -112,9 +112,6 @@ class ReferenceIntake:
         if self._workdir.is_dir():
             for stale in self._workdir.glob("intake-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-
-    def limits(self, kind: str) -> ProbeLimits:
-        return self._limits[kind]
 
     async def take(self, files: Sequence[Attached], *, owner: object = None) -> list[Kept]:
         """Every file checked and kept, in order; or IntakeError for the first (in option
@@ -278,9 +275,3 @@ def _why(exc: WaveSpeedError) -> str:
 
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MB"
-
-
-def limits_for(base: ProbeLimits, *, max_bytes: int, min_seconds: float,
-               max_seconds: float) -> ProbeLimits:
-    """The probe's limits with the operator's settings."""
-    return replace(base, max_bytes=max_bytes, min_seconds=min_seconds, max_seconds=max_seconds)

@@ -13,11 +13,12 @@ from money.prices import OPTIONS, PriceTable
 from wavespeed.models import SIZES, resolution_of
 
 
-def quote_inputs() -> list[dict[str, object]]:
-    """The pricing endpoint's `inputs` for every size and duration: the price may differ
-    between sizes of one resolution, so each is asked and the dearest counts."""
-    return [{"videos": ["https://example.com/reference.mp4"], "prompt": "price check",
-             "size": size, "duration": duration}
+def quote_inputs() -> list[tuple[tuple[str, int], dict[str, object]]]:
+    """(size, seconds) and the pricing endpoint's `inputs` for it, for every size and
+    duration: the price may differ between sizes of one resolution, so each is asked and
+    the dearest counts."""
+    return [((size, duration), {"videos": ["https://example.com/reference.mp4"],
+                                "prompt": "price check", "size": size, "duration": duration})
             for size in SIZES for duration in (5, 10)]
 
 

@@ -13,9 +13,10 @@ CONTRACT = {("720p", 5): 1.00, ("720p", 10): 1.50, ("1080p", 5): 1.50, ("1080p",
 
 
 def test_every_size_and_duration_is_asked_and_the_dearest_size_counts() -> None:
-    asked = {(str(i["size"]), i["duration"]) for i in quote_inputs()}
-    assert len(asked) == 8
-    quotes = {(str(i["size"]), int(str(i["duration"]))): 1.0 for i in quote_inputs()}
+    asked = {(i["size"], i["duration"]) for _, i in quote_inputs()}
+    assert len(asked) == 8 and all(key == (i["size"], i["duration"])
+                                   for key, i in quote_inputs())
+    quotes = {key: 1.0 for key, _ in quote_inputs()}
     quotes[("720*1280", 5)] = 1.10  # portrait dearer than landscape
     assert worst_costs(quotes)[("720p", 5)] == 1.10
     assert worst_costs(quotes)[("1080p", 10)] == 1.0
