@@ -10,6 +10,18 @@ import pytest
 from storage.credits import CreditStore
 from storage.database import Database
 from storage.jobs import JobStore
+from tests.reliability import scale
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="long reliability runs (tests/reliability): more kill points, "
+                          "seeds and examples than CI runs")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    scale.SOAK = bool(config.getoption("--soak"))
+
 
 GUILD = 1000
 ALICE = 2001
