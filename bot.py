@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import discord
 from discord.ext import commands
 from yarl import URL
 
+import fault_hooks
 from admission.gatekeeper import Gatekeeper
 from admission.input_rules import InputLimits
 from config import Settings, SettingsError, load_settings
@@ -54,7 +58,7 @@ from storage.lease import LeaseStore, instance_id
 from storage.media import MediaStore
 from storage.offers import OfferStore
 from storage.usage import GuildUsage
-from wavespeed.client import WaveSpeedClient
+from wavespeed.client import RetryPolicy, WaveSpeedClient
 
 log = logging.getLogger("ref2video")
 
@@ -75,6 +79,22 @@ def engine_limits(settings: Settings) -> EngineLimits:
         job_timeout=settings.job_timeout_seconds,
         output_max_bytes=settings.output_max_bytes,
     )
+
+
+def fast_test_timing(limits: EngineLimits) -> EngineLimits:
+    """The engine's waits shortened to what a local fake answers in: for tests only
+    (REF2VIDEO_TEST_TIMING=fast, see fault_hooks), so a lost submit settles in seconds."""
+    return dataclasses.replace(limits, requeue_delay=0.05, retry_delay=0.02,
+                               resume_delay=0.05, watch_interval=0.05, watch_scan=0.05,
+                               lost_check_delays=(0.05, 0.35, 0.5), lost_window_before=0.5,
+                               lost_window_after=0.3, lost_claim_margin=0.5,
+                               submit_max_seconds=2.5)  # FAST_CLIENT's 2 s timeouts
+
+
+# The WaveSpeed client's options under REF2VIDEO_TEST_TIMING=fast.
+FAST_CLIENT: dict[str, Any] = {
+    "retry": RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05),
+    "request_timeout": 2.0, "submit_timeout": 2.0}
 
 
 class Ref2VideoBot(commands.Bot):
@@ -396,10 +416,18 @@ async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
                         settings.simulate_failure_rate * 100)
         else:
             assert settings.wavespeed_api_key is not None  # Settings requires it when live
+            fast = fault_hooks.fast_timing(os.environ)
             wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
                                         settings.wavespeed_base_url,
-                                        output_http_hosts=_reference_hosts(settings))
-        bot = Ref2VideoBot(settings, db, wavespeed)
+                                        output_http_hosts=_reference_hosts(settings),
+                                        **(FAST_CLIENT if fast else {}))
+        limits, guild_wait = engine_limits(settings), 2.0
+        if fault_hooks.fast_timing(os.environ):
+            log.warning("%s=fast: test timings", fault_hooks.TIMING_ENV)
+            # The emulator sends every GUILD_CREATE at once: no need to wait for more.
+            limits, guild_wait = fast_test_timing(limits), 0.1
+        bot = Ref2VideoBot(settings, db, wavespeed, limits=limits,
+                           guild_ready_timeout=guild_wait)
         async with bot:
             stopper.attach(bot)
             if not stopper.requested.is_set():
@@ -422,6 +450,11 @@ def main() -> int:
     try:
         settings = load_settings()
     except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    try:
+        fault_hooks.arm(os.environ)  # tests only: a crash point, if one is asked for
+    except ValueError as err:
         print(err, file=sys.stderr)
         return 2
     discord.utils.setup_logging(level=logging.getLevelNamesMapping()[settings.log_level])

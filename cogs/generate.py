@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+import fault_hooks
 from admission.input_rules import check_media, check_text
 from discord_layer.services import Services, services_of
 from discord_layer.text import SIZE_LABELS
@@ -63,6 +64,7 @@ class GenerateCog(commands.Cog):
     ) -> None:
         # Acknowledge first: Discord allows 3 s, and the checks below touch the database.
         await interaction.response.defer(ephemeral=True, thinking=True)
+        fault_hooks.reached("acknowledged")
         s = self.services
         limits = s.input_limits
         check_text("prompt", prompt, limits.max_prompt_chars, required=True)

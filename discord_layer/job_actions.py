@@ -14,6 +14,7 @@ from typing import Any
 
 import discord
 
+import fault_hooks
 from admission.input_rules import InputLimits
 from discord_layer.buttons import REFERENCE_FORM, reference_form
 from discord_layer.checks import is_moderator
@@ -83,6 +84,7 @@ class JobActions:
 
     async def confirm(self, interaction: discord.Interaction, token: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        fault_hooks.reached("confirm_acknowledged")
         await self._starter.accept(interaction, token)
 
     async def decline(self, interaction: discord.Interaction, token: str) -> None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fault_hooks
 from engine import lost_submits
 from engine.delivery import Clip, Delivery, DeliveryError, DeliveryWithheld
 from engine.failures import describe
@@ -149,6 +150,7 @@ class JobEngine:
             price=price, max_active=max_active or self.limits.user_max_active_jobs,
             start_key=start_key, offer_token=offer_token)
         log.info("job %d created for user %d (price %d)", job.id, user_id, price)
+        fault_hooks.reached("reserved")
         if enqueue:
             self._queue.push(job.user_key, job.id)
             self._wake.set()
@@ -308,6 +310,7 @@ class JobEngine:
     async def _submit(self, job: Job) -> None:
         """Send the POST once. Its outcome decides everything; it is never simply re-sent."""
         began = self._monotonic()  # the POST's end is submitted_at + this long: no clock steps
+        fault_hooks.reached("submitting")
         # Bounded: a bot killed mid-POST searches up to submitted_at + submit_max_seconds,
         # so the POST must start soon after submitted_at. (The board edits later anyway.)
         with contextlib.suppress(TimeoutError):
@@ -328,11 +331,14 @@ class JobEngine:
             # Logged before anything else can fail: a paid task exists from here on, and
             # this line is the operator's record of it if recording it below never works.
             log.info("job %d: WaveSpeed created task %s", job.id, prediction.id)
+            fault_hooks.reached("submit_answered")
             running = await self._record_task(job, prediction.id)
         finally:
             self._posting -= 1
             if not self._posting:
                 self._none_posting.set()
+        if running is not None:
+            fault_hooks.reached("task_recorded")
         if running is None:
             if await self.store.owned([prediction.id]):
                 return  # given to another job meanwhile: _record_task flagged both
@@ -445,6 +451,7 @@ class JobEngine:
         log.warning("job %d: submit outcome unknown (%s); credits held while WaveSpeed's "
                     "history is searched for its task", job.id, why)
         self._in_flight.add(job.id)
+        fault_hooks.reached("checking")
         await self._announce(checking)
         self._spawn_job(job.id, self._find_lost(checking))
 
@@ -498,6 +505,7 @@ class JobEngine:
                     if running is not None:
                         log.info("job %d: adopted task %s from WaveSpeed's history", job.id,
                                  verdict.adopt)
+                        fault_hooks.reached("task_recorded")
                         await self._announce(running)
                         await self._follow(running, resumed=True)
                         return
@@ -561,6 +569,7 @@ class JobEngine:
                 wait = self.limits.poll_interval
                 continue
             if not prediction.is_terminal:
+                fault_hooks.reached("polled")
                 if self._clock() >= deadline:
                     await self._time_out(job, submitted)
                     return
@@ -572,6 +581,7 @@ class JobEngine:
                     job.id, [JobState.RUNNING], JobState.DELIVERING,
                     output_url=prediction.outputs[0], output_nsfw=prediction.output_is_nsfw)
                 if delivering is not None:
+                    fault_hooks.reached("completed")
                     await self._announce(delivering)
                     await self._deliver(delivering, resumed=False)
             else:
@@ -622,6 +632,7 @@ class JobEngine:
                 await self._fail(job, [JobState.DELIVERING], "download_failed",
                                  detail=type(exc).__name__)
                 return
+            fault_hooks.reached("downloaded")
             for attempt in range(self.limits.delivery_attempts):
                 if attempt and await self._already_delivered(job):
                     return  # an earlier attempt did post, its reply was just lost
@@ -653,6 +664,7 @@ class JobEngine:
                         return
                     await asyncio.sleep(self.limits.retry_delay * 2 ** attempt)
                     continue
+                fault_hooks.reached("posted")
                 await self._finish_delivered(job, receipt)
                 return
         finally:
@@ -691,6 +703,7 @@ class JobEngine:
                                            settle_as="captured", detail="delivered")
         if done is not None:
             log.info("job %d delivered; %d credits captured", job.id, job.price)
+            fault_hooks.reached("captured")
             await self._announce(done)
 
     # ---- failing and telling --------------------------------------------------------------
@@ -708,6 +721,7 @@ class JobEngine:
         if failed is None:
             return
         log.info("job %d failed (%s); %d credits released", job.id, code, job.price)
+        fault_hooks.reached("released")
         await self._announce(failed)
         # Its own task: telling the owner may be retried for a long time, and must hold up
         # neither the caller (start(), a cancel button's answer) nor anything else.

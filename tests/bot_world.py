@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ from typing import Any, Protocol
 import aiohttp
 from yarl import URL
 
-from bot import Ref2VideoBot, engine_limits
+from bot import Ref2VideoBot, engine_limits, fast_test_timing
 from config import Secret, Settings
 from discord_emulator.emulator import DiscordEmulator
 from discord_layer.api_base import use_api_base
@@ -66,11 +65,7 @@ def world_settings(tmp_path: Path, discord: DiscordEmulator, wavespeed: WaveSpee
 
 
 def fast_limits(settings: Settings) -> EngineLimits:
-    return dataclasses.replace(engine_limits(settings), requeue_delay=0.05, retry_delay=0.02,
-                               resume_delay=0.05, watch_interval=0.05, watch_scan=0.05,
-                               lost_check_delays=(0.05, 0.35, 0.5), lost_window_before=0.5,
-                               lost_window_after=0.3, lost_claim_margin=0.5,
-                               submit_max_seconds=2.5)  # the world's client: 2 s timeouts
+    return fast_test_timing(engine_limits(settings))  # the world's client: 2 s timeouts
 
 
 async def ledger_kinds(db: Database, job_id: int) -> list[str]:
@@ -152,8 +147,10 @@ class BotProcess:
     """`bot.py` in a child process, configured only through environment variables. Processes
     with different `name`s log to different files (`<name>.log`)."""
 
-    def __init__(self, settings: Settings, tmp_path: Path, name: str = "bot") -> None:
+    def __init__(self, settings: Settings, tmp_path: Path, name: str = "bot", *,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.extra_env = extra_env or {}  # e.g. fault_hooks' test-only variables
         self.tmp_path = tmp_path
         self.name = name
         self.proc: asyncio.subprocess.Process | None = None
@@ -184,6 +181,7 @@ class BotProcess:
                 "SIMULATE_TIER": s.simulate_tier,
                 "SIMULATE_FAILURE_RATE": str(s.simulate_failure_rate),
             })
+        env.update(self.extra_env)
         return env
 
     async def start(self) -> None:

@@ -1,0 +1,305 @@
+"""The crash matrix (issue 13): the real `bot.py`, as a child process against the Discord
+emulator and the fake WaveSpeed, is killed with SIGKILL at one point of a job's life, then
+started again on the same database. Then, for every point and every WaveSpeed outcome:
+
+- the member ends with exactly one clip and one charge, or no clip and a full refund (or,
+  killed before anything was reserved, with nothing at all);
+- the ledger adds up (`storage.credits.audit`), and the job's rows are exactly
+  reserve+capture or reserve+release;
+- no job's task is submitted twice; a task WaveSpeed created whose reply was lost (or whose
+  id was not yet stored) is adopted from the history, not re-sent, and one that was never
+  created is refunded after the history search (the adoption rules);
+- a failure is told to the member in the job's thread or channel.
+
+The kill points are `fault_hooks.POINTS` (the bot honours REF2VIDEO_TEST_CRASH_AT only in
+tests), plus `uploading`: the emulator itself kills the bot the moment it has stored the clip's
+message, before the bot reads Discord's reply - a post that happened but was never answered.
+A seed picks the crash's delay after its point (0-40 ms: the loop runs on meanwhile), the
+fake's timing, and the kill's order among two jobs when two run. CI runs each (point, outcome)
+pair once with one seed; `--soak` runs every pair over 20 seeds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fault_hooks
+from discord_emulator.emulator import Channel, DiscordEmulator, Guild, Member, MessageRecord, Perm
+from storage.credits import CreditStore, audit
+from storage.database import Database
+from storage.guild_settings import GuildSettingsStore
+from tests.bot_world import BotProcess, ledger_kinds, world_settings
+from tests.fakes.wavespeed import FakeWaveSpeed, Fault, TaskBehaviour
+from tests.harness import wait_for
+from tests.media import make_mp4
+from tests.reliability.scale import SOAK, record, size
+
+START_CREDITS = 1000
+PRICE = 100  # 720p, 5 s: the default price table
+MP4 = make_mp4(seconds=2.5)
+
+# Where each WaveSpeed outcome lets a job pass. ("uploading" is the emulator's kill.)
+ON_THE_WAY = ("acknowledged", "reserved", "submitting")
+OUTCOME_POINTS: dict[str, tuple[str, ...]] = {
+    # The task completes: delivered once and charged once, whatever was killed.
+    "completes": (*ON_THE_WAY, "submit_answered", "task_recorded", "polled", "completed",
+                  "downloaded", "uploading", "posted", "captured"),
+    # The task fails at WaveSpeed: refunded once, told once.
+    "fails": (*ON_THE_WAY, "submit_answered", "task_recorded", "polled", "released"),
+    # WaveSpeed creates the task but its reply is lost (a 502 from its gateway): the job
+    # checks the history and adopts the task, then delivers it.
+    "reply_lost": (*ON_THE_WAY, "checking", "task_recorded", "polled", "completed",
+                   "downloaded", "uploading", "posted", "captured"),
+}
+# A job started by a Confirm press (the server asks members to confirm the price).
+BUTTON_POINTS = ("confirm_acknowledged", "reserved", "task_recorded")
+SEEDS = size(ci=1, soak=20)
+COMMAND = "scripts/run-tests tests/reliability/test_crash_matrix.py"
+
+
+@dataclass(frozen=True)
+class Case:
+    via: str      # "command" or "button"
+    outcome: str  # a key of OUTCOME_POINTS
+    point: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.via}-{self.outcome}-{self.point}-seed{self.seed}"
+
+
+def cases() -> list[Case]:
+    found = [Case("command", outcome, point, seed) for outcome, points in
+             OUTCOME_POINTS.items() for point in points for seed in range(SEEDS)]
+    found += [Case("button", outcome, point, seed) for outcome in ("completes", "fails")
+              for point in BUTTON_POINTS for seed in range(SEEDS)]
+    return found
+
+
+@dataclass
+class Tally:
+    """What the matrix did, for the figures row."""
+
+    runs: int = 0
+    kills: int = 0
+    delivered: int = 0
+    refunded: int = 0
+    nothing: int = 0
+    adopted: int = 0
+
+
+TALLY = Tally()
+CASES = cases()
+
+
+@dataclass
+class World:
+    emu: DiscordEmulator
+    wavespeed: FakeWaveSpeed
+    guild: Guild
+    channel: Channel
+    admin: Member
+    alice: Member
+    db_path: Path
+
+
+async def _prepare(tmp_path: Path, emu: DiscordEmulator, ws: FakeWaveSpeed,
+                   button: bool) -> World:
+    guild = emu.add_guild("Clip Club")
+    channel = guild.add_text_channel("clips")
+    admin = guild.add_member(None, "mod", permissions=Perm.ALL)
+    alice = guild.add_member(None, "alice")
+    path = tmp_path / "bot.sqlite3"
+    db = await Database.open(path)
+    try:  # set up before the bot starts: the crash run's only command is the one under test
+        await CreditStore(db).grant(guild.id, alice.id, START_CREDITS, actor_id=admin.id)
+        if button:
+            await GuildSettingsStore(db).set_confirm_cost(guild.id, True, actor=admin.id)
+    finally:
+        await db.close()
+    return World(emu, ws, guild, channel, admin, alice, path)
+
+
+async def _started(proc: BotProcess) -> None:
+    async def probe() -> bool:
+        return "engine started" in proc.log_text()
+
+    await wait_for(probe, within=40.0)
+
+
+def _kill_on_clip(emu: DiscordEmulator, proc: BotProcess) -> Callable[[], None]:
+    """The `uploading` point: SIGKILL the bot from inside the emulator's request handler, the
+    moment the clip's message is stored and before Discord's answer goes back."""
+
+    def listener(what: str) -> None:
+        if what != "MESSAGE_CREATE" or proc.proc is None or proc.proc.returncode is not None:
+            return
+        if emu.messages and emu.messages[-1].attachments:
+            os.kill(proc.proc.pid, signal.SIGKILL)
+
+    return emu.on_change(listener)
+
+
+async def _start_job(w: World, case: Case) -> None:
+    """Run /ref2video (and press Confirm for a button case) without waiting for answers the
+    crash may swallow."""
+    video = w.emu.add_attachment("ref.mp4", MP4, "video/mp4")
+    rec = await w.emu.invoke("ref2video", user=w.alice, channel=w.channel,
+                             options={"prompt": f"a cat surfing ({case.name})", "video": video})
+    if case.via != "button":
+        return
+    offer = await rec.wait_response(within=30.0)
+    [confirm] = [c["custom_id"] for row in offer.components for c in row["components"]
+                 if c.get("custom_id", "").startswith("r2v:confirm:")]
+    await w.emu.click(offer, confirm, user=w.alice)
+
+
+async def _job_rows(path: Path) -> list[dict[str, Any]]:
+    db = await Database.open(path)
+    try:
+        async with db.reading() as conn, conn.execute(
+                "SELECT id, state, failure_code, lost_outcome, task_id FROM jobs") as cur:
+            return [dict(zip(("id", "state", "failure_code", "lost_outcome", "task_id"), r,
+                             strict=True)) for r in await cur.fetchall()]
+    finally:
+        await db.close()
+
+
+async def _settled(path: Path) -> list[dict[str, Any]]:
+    """Every job's row once all are delivered or failed (and its money settled)."""
+    async def probe() -> tuple[list[dict[str, Any]]] | None:
+        rows = await _job_rows(path)  # (rows,): truthy even when there is no job
+        return (rows,) if all(r["state"] in ("delivered", "failed", "cancelled")
+                              for r in rows) else None
+
+    settled: tuple[list[dict[str, Any]]] = await wait_for(probe, within=60.0)
+    return settled[0]
+
+
+def _clips(emu: DiscordEmulator) -> list[MessageRecord]:
+    return [m for m in emu.messages if m.attachments and not m.deleted
+            and not m.ephemeral and m.attachments[0].data[4:8] == b"ftyp"]
+
+
+async def _check(w: World, case: Case, rows: list[dict[str, Any]]) -> str:
+    """Every promise of the matrix for one run; the end it came to."""
+    db = await Database.open(w.db_path)
+    try:
+        assert await audit(db) == []
+        balance = await CreditStore(db).balance(w.guild.id, w.alice.id)
+        kinds = {r["id"]: await ledger_kinds(db, r["id"]) for r in rows}
+    finally:
+        await db.close()
+    ws = w.wavespeed
+    assert len(ws.submissions) <= 1, "a job's task was submitted twice"
+    assert len(rows) <= 1
+    clips = _clips(w.emu)
+    if not rows:
+        # Killed before the reservation committed: nothing held, nothing sent, no clip.
+        assert case.point in ("acknowledged", "confirm_acknowledged"), case
+        assert (balance.available, balance.held) == (START_CREDITS, 0)
+        assert ws.submissions == [] and clips == []
+        return "nothing"
+    [job] = rows
+    assert balance.held == 0
+    if job["state"] == "delivered":
+        assert kinds[job["id"]] == ["reserve", "capture"]
+        assert balance.available == START_CREDITS - PRICE
+        assert len(clips) == 1, f"{len(clips)} clips posted"
+        assert case.outcome != "fails"
+        assert job["task_id"] == ws.submissions[0].task_id
+        return "delivered"
+    assert job["state"] == "failed", job
+    assert kinds[job["id"]] == ["reserve", "release"]
+    assert balance.available == START_CREDITS
+    assert clips == []
+    if ws.submissions:
+        # A task exists: it is refunded only because it failed at WaveSpeed; had it
+        # completed, the job must have adopted it and delivered.
+        assert case.outcome == "fails", job
+        assert job["failure_code"] == "generation_failed", job
+    else:
+        # No task was ever created (killed before the POST): the history search found none.
+        assert (job["failure_code"], job["lost_outcome"]) == ("submit_outcome_unknown",
+                                                                 "not_found"), job
+    told = [m for m in w.emu.messages if not m.ephemeral and not m.deleted
+            and "refund" in (str(m.content) + str(m.embeds)).lower()]
+    assert told, "the member was never told of the refund"
+    return "refunded"
+
+
+async def run_case(tmp_path: Path, case: Case) -> None:
+    rnd = random.Random(f"{case.name}")
+    delay_ms = rnd.choice((0, 0, rnd.randint(1, 40)))
+    complete_after = rnd.uniform(0.3, 0.8)
+    async with DiscordEmulator() as emu, FakeWaveSpeed(
+            processing_after=0.01, complete_after=complete_after) as ws:
+        w = await _prepare(tmp_path, emu, ws, case.via == "button")
+        if case.outcome == "fails":
+            ws.queue_tasks(TaskBehaviour.fail("the model could not render this"))
+        elif case.outcome == "reply_lost":
+            ws.inject("submit", Fault.status_after_create(502))
+        settings = world_settings(tmp_path, emu, ws)
+        env = {fault_hooks.TIMING_ENV: "fast", "LOG_LEVEL": "INFO"}
+        if case.point != "uploading":
+            env[fault_hooks.CRASH_ENV] = f"{case.point}:1:{delay_ms}"
+        first = BotProcess(settings, tmp_path, "first", extra_env=env)
+        second = BotProcess(settings, tmp_path, "second", extra_env={
+            fault_hooks.TIMING_ENV: "fast", "LOG_LEVEL": "INFO"})
+        remove = _kill_on_clip(emu, first) if case.point == "uploading" else None
+        try:
+            await first.start()
+            await _started(first)
+            await _start_job(w, case)
+            # The crash point must be reached: every pair in the matrix is one a job passes.
+            code = await first.wait(within=60.0)
+            assert code == -signal.SIGKILL, (code, first.log_text()[-3000:])
+            if remove is not None:
+                remove()
+            await second.start()
+            await _started(second)
+            rows = await _settled(w.db_path)
+            end = await _check(w, case, rows)
+        except BaseException:
+            print(f"crash matrix case {case.name} failed; logs in {tmp_path}")
+            print("--- first ---\n" + first.log_text()[-4000:])
+            print("--- second ---\n" + second.log_text()[-4000:])
+            raise
+        finally:
+            await first.stop()
+            await second.stop()
+        assert emu.internal_errors == []
+    TALLY.runs += 1
+    TALLY.kills += 1
+    setattr(TALLY, end, getattr(TALLY, end) + 1)
+    if rows and rows[0]["lost_outcome"] == "adopted":
+        TALLY.adopted += 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_killed_and_restarted_the_money_and_the_clip_come_out_right(
+        tmp_path: Path, case: Case) -> None:
+    await asyncio.wait_for(run_case(tmp_path, case), timeout=180)
+
+
+def test_the_matrix_figures() -> None:
+    """Runs last in this file: one figures row for the whole matrix (pytest runs a module's
+    tests in order). Fails if any case did not run to its checks."""
+    if TALLY.runs != len(CASES):
+        pytest.skip("the matrix did not run in full (a subset was selected)")
+    record("crash matrix", f"bot.py SIGKILLed at {len({c.point for c in CASES})} points "
+           f"x 3 WaveSpeed outcomes (+ Confirm presses) x {SEEDS} seed(s), restarted on the "
+           "same database", TALLY.kills, 0,
+           command=COMMAND + (" --soak" if SOAK else ""),
+           detail=f"{TALLY.delivered} delivered once and charged once, {TALLY.refunded} "
+                  f"refunded in full, {TALLY.nothing} killed before any reservation; "
+                  f"{TALLY.adopted} lost submits adopted")
