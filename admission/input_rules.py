@@ -7,6 +7,7 @@ names the problem and the fix.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -31,6 +32,12 @@ def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
+def _size(size: int, other: int) -> str:
+    """`size` in MB, or in bytes when MB would show it equal to `other` ("1.0 MB; the
+    limit is 1.0 MB" names no problem)."""
+    return _mib(size) if _mib(size) != _mib(other) else f"{size:,} bytes"
+
+
 def check_media(
     option: str, kind: str, filename: str, content_type: str | None, size: int, limit: int
 ) -> None:
@@ -41,14 +48,16 @@ def check_media(
     declared = (content_type or "").split(";")[0].strip().lower()
     if not declared.startswith(f"{kind}/") or suffix not in extensions:
         allowed = ", ".join(sorted(e.lstrip(".") for e in extensions))
+        article = "a video" if kind == "video" else "an audio"
         raise InputError(
             f"`{option}` must be {'a video' if kind == 'video' else 'an audio file'} "
             f"({allowed}), but `{_safe_name(filename)}` is "
-            f"{declared or 'of unknown type'}. Attach a {kind} file instead. Nothing was charged."
+            f"{declared or 'of unknown type'}. Attach {article} file instead. Nothing was "
+            "charged."
         )
     if size > limit:
         raise InputError(
-            f"`{option}` is {_mib(size)}; the limit is {_mib(limit)}. "
+            f"`{option}` is {_size(size, limit)}; the limit is {_size(limit, size)}. "
             f"Trim or compress `{_safe_name(filename)}` and try again. Nothing was charged."
         )
     if size <= 0:
@@ -56,8 +65,20 @@ def check_media(
                          "again. Nothing was charged.")
 
 
+# Control characters a prompt may hold: the tab and those str.splitlines() breaks lines at
+# (\n, \r, \v, \f, \x1c-\x1e, \x85), which the bot shows as line breaks.
+_LINE_CONTROLS = frozenset("\t\n\r\x0b\x0c\x1c\x1d\x1e\x85")
+
+
+def _visible(text: str) -> bool:
+    """Whether any character would show: not only whitespace and invisible format
+    characters (zero-width spaces and joiners, U+FEFF, direction marks)."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
+
+
 def check_text(option: str, text: str | None, limit: int, *, required: bool) -> None:
-    if text is None or not text.strip():
+    # Invisible-only text is empty: WaveSpeed would be paid to render a prompt nobody wrote.
+    if text is None or not _visible(text):
         if required:
             raise InputError(f"`{option}` is empty. Describe the clip you want.")
         return
@@ -65,6 +86,18 @@ def check_text(option: str, text: str | None, limit: int, *, required: bool) -> 
         raise InputError(
             f"`{option}` is {len(text)} characters; the limit is {limit}. Shorten it and "
             "try again."
+        )
+    # NUL, ESC, BEL...: nothing a member means to send, and not text Discord or WaveSpeed
+    # show; lone surrogates cannot be encoded for the database or the API at all.
+    bad = next((ch for ch in text if (unicodedata.category(ch) == "Cc"
+                                      and ch not in _LINE_CONTROLS)
+                or unicodedata.category(ch) == "Cs"), None)
+    if bad is not None:
+        what = ("invisible control character" if unicodedata.category(bad) == "Cc"
+                else "broken character (half of a surrogate pair)")
+        raise InputError(
+            f"`{option}` contains the {what} U+{ord(bad):04X}, which cannot be sent. "
+            "Remove it (retype the text rather than pasting it) and try again."
         )
 
 

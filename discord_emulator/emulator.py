@@ -4,7 +4,9 @@ Point discord.py at it with `discord.http.Route.BASE = emulator.api_base` and
 `DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(emulator.gateway_url)` (the URL that
 `GET {api_base}/gateway/bot` reports). Build the world (guilds, channels, members, roles),
 drive interactions with `invoke`, `autocomplete`, `click` and `submit_modal`, inject faults
-with `rate_limit` (429s) and `fail_after_commit` (lost replies), and read what the bot did
+with `rate_limit` (429s), `fail_after_commit` (lost replies), `refuse`, `delete_message`,
+`delete_channel`, `archive_thread`, `revoke`, `reconnect_gateway`, `invalidate_session` and
+`drop_gateway`, and read what the bot did
 from `requests`, `messages`, `threads` and `interactions`. Discord's limits are enforced with
 Discord's status codes (see DiscordEmulator's docstring). The world and records live in
 discord_model.py, the websocket in discord_gateway.py, interaction building in
@@ -147,6 +149,7 @@ class DiscordEmulator:
         self.requests: list[RequestRecord] = []
         self.messages: list[MessageRecord] = []
         self.threads: list[Thread] = []
+        self.deleted_channels: list[Channel | Thread] = []  # by delete_channel
         self.interactions: list[InteractionRecord] = []
         self.internal_errors: list[Exception] = []
         self.base_url = self.api_base = self.gateway_url = ""
@@ -358,6 +361,71 @@ class DiscordEmulator:
             method.upper(), re.compile(path_regex), times, status=status, code=code,
             message=message))
 
+    # -- faults a moderator (or Discord) causes mid-job -----------------------------------------
+
+    def delete_message(self, message: MessageRecord) -> None:
+        """A moderator deletes a message: REST on it answers 404 10008 from then on and
+        MESSAGE_DELETE is sent. A thread started from it stays, as on Discord."""
+        message.deleted = True
+        data = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        self.dispatch("MESSAGE_DELETE", data, intent=INTENT_GUILD_MESSAGES)
+
+    def delete_channel(self, channel: Channel | Thread) -> None:
+        """A moderator deletes a channel or a thread: every REST call on it, and on a deleted
+        channel's threads, answers 404 10003 from then on. A thread sends THREAD_DELETE (id,
+        guild_id, parent_id, type); a channel sends CHANNEL_DELETE only, as Discord does
+        (clients drop its threads themselves). What was posted stays in `messages`, as a
+        record; `deleted_channels` lists what was deleted."""
+        guild = channel.guild
+        gone: list[Channel | Thread] = [channel]
+        if isinstance(channel, Thread):
+            guild.threads.pop(channel.id, None)
+            event, data = "THREAD_DELETE", {
+                "id": str(channel.id), "guild_id": str(guild.id),
+                "parent_id": str(channel.parent_id), "type": channel.type}
+        else:
+            guild.channels.pop(channel.id, None)
+            threads = [t for t in guild.threads.values() if t.parent is channel]
+            threads += [t for t in self.threads if t.parent is channel and t not in threads
+                        and t.id in self._channels]  # archived ones too
+            for thread in threads:
+                guild.threads.pop(thread.id, None)
+            gone += threads
+            event, data = "CHANNEL_DELETE", channel.payload()
+        for item in gone:
+            if self._channels.pop(item.id, None) is not None:
+                self.deleted_channels.append(item)
+        self.dispatch(event, data, intent=INTENT_GUILDS)
+
+    def archive_thread(self, thread: Thread, *, locked: bool = False) -> None:
+        """Archive a thread (a moderator, or its auto-archive timer): THREAD_UPDATE with
+        thread_metadata.archived. A post in it unarchives it (another THREAD_UPDATE), as on
+        Discord, unless it is `locked` and the poster lacks Manage Threads (400 50083)."""
+        thread.archived, thread.locked = True, locked
+        thread.archive_timestamp = iso_now()
+        self.dispatch("THREAD_UPDATE", thread.payload(), intent=INTENT_GUILDS)
+
+    def revoke(self, channel: Channel, bits: int) -> None:
+        """A moderator denies the bot `bits` in `channel` (a member overwrite, which its
+        threads follow): CHANNEL_UPDATE is sent, and REST checks the bits from then on (403
+        50013); interactions there report the reduced app_permissions."""
+        channel.bot_deny |= bits
+        self.dispatch("CHANNEL_UPDATE", channel.payload(), intent=INTENT_GUILDS)
+
+    def _post_unarchives(self, thread: Thread) -> None:
+        """Docs, Threads: sending a message unarchives an archived thread, unless it is
+        locked and the sender may not manage threads."""
+        if not thread.archived:
+            return
+        if thread.locked and not thread.permissions_for(thread.guild.bot_member) & (
+                Perm.MANAGE_THREADS):
+            raise ApiError(400, 50083, "Thread is archived")
+        thread.archived = False
+        thread.archive_timestamp = iso_now()
+        self.dispatch("THREAD_UPDATE", thread.payload(), intent=INTENT_GUILDS)
+
     def member_says(self, member: Member, channel: Channel | Thread, content: str
                     ) -> MessageRecord:
         """A member posts a plain message (traffic around the bot's own posts)."""
@@ -380,16 +448,32 @@ class DiscordEmulator:
         """Send op 7 RECONNECT; discord.py then resumes on resume_gateway_url."""
         self.gateway.reconnect()
 
+    def invalidate_session(self, *, resumable: bool) -> None:
+        """Send op 9 INVALID_SESSION on the live session (see Gateway.invalidate_session):
+        d=true, discord.py resumes; d=false, it identifies again and gets a new READY."""
+        self.gateway.invalidate_session(resumable=resumable)
+
+    def drop_gateway(self, *, code: int | None = 4000) -> None:
+        """End the gateway connection, keeping its session resumable: with a close `code`
+        (4000, Discord's "Unknown error", by default), or None to cut the TCP connection
+        with no close frame. discord.py reconnects and RESUMEs either way."""
+        self.gateway.drop(code=code)
+
     # -- driving interactions ----------------------------------------------------------------
 
     async def invoke(self, command: str, *, user: Member | User, channel: Channel | Thread,
                      options: Mapping[str, Any] | None = None, subcommand: str | None = None,
-                     group: str | None = None, locale: str = "en-US") -> InteractionRecord:
+                     group: str | None = None, locale: str = "en-US",
+                     unchecked: bool = False) -> InteractionRecord:
         """Dispatch a slash command, typed against what the bot synced (LookupError/TypeError
-        on a command or option that was not synced or a value of the wrong type)."""
+        on a command or option that was not synced or a value of the wrong type; ValueError
+        on a value Discord would refuse: not a choice, out of range, too long or short).
+        `unchecked=True` (tests only) skips those value checks, sending what a forged or
+        malformed interaction would, to test the bot's own checks."""
         return self._start(self._builder.command(command, user=user, channel=channel,
                                                  options=options or {}, subcommand=subcommand,
-                                                 group=group, locale=locale))
+                                                 group=group, locale=locale,
+                                                 unchecked=unchecked))
 
     async def autocomplete(self, command: str, *, user: Member | User, channel: Channel | Thread,
                            focused: str, options: Mapping[str, Any],
@@ -446,8 +530,10 @@ class DiscordEmulator:
         except web.HTTPException as exc:  # aiohttp's own (e.g. a body over client_max_size)
             response = json_response({"message": f"{exc.status}: {exc.reason}", "code": 0},
                                      exc.status)
-        except Exception as exc:  # noqa: BLE001 - a payload it cannot handle: a 400, not a 500
-            # that discord.py would retry for 25 s; tests can assert `internal_errors` is empty.
+        except Exception as exc:  # a payload it cannot handle: a 400, not a 500 that
+            # discord.py would retry for 25 s; tests can assert `internal_errors` is empty.
+            if request.transport is None or request.transport.is_closing():
+                raise  # the client went away mid-request (a crashed bot): not our error
             self.internal_errors.append(exc)
             record.code = 50035
             response = json_response({"message": f"emulator: {exc!r}", "code": 50035}, 400)
@@ -828,6 +914,8 @@ class DiscordEmulator:
         self._require(channel, send | (Perm.ATTACH_FILES if uploads else 0))
         nonce = validate_nonce(payload.get("nonce"))
         msg = self._draft(channel, payload, uploads, via="rest")
+        if isinstance(channel, Thread):
+            self._post_unarchives(channel)
         msg.nonce = nonce
         if payload.get("enforce_nonce") and nonce is not None and (
             earlier := self._nonce_match(msg)

@@ -2,7 +2,9 @@
 
 HELLO on connect, heartbeat ACKs, IDENTIFY -> READY + one GUILD_CREATE per guild (GUILDS
 intent), RESUME -> missed events replayed + RESUMED, INVALID_SESSION for an unknown session,
-and Discord's close codes for the mistakes a client can make. Events dispatched while no
+and Discord's close codes for the mistakes a client can make. Faults on demand: op 7
+RECONNECT, op 9 INVALID_SESSION on a live session (resumable or not), and a dropped
+connection (a close code, or the TCP connection cut). Events dispatched while no
 connection is attached stay in the session's log and are replayed on RESUME.
 """
 
@@ -49,6 +51,7 @@ class _Connection:
     ws: web.WebSocketResponse
     outbox: asyncio.Queue[dict[str, Any] | _Close] = field(default_factory=asyncio.Queue)
     session: Session | None = None
+    transport: asyncio.Transport | None = None  # to cut the TCP connection (drop)
 
 
 @dataclass(eq=False)
@@ -105,6 +108,36 @@ class Gateway:
             raise RuntimeError("no bot is connected to the gateway")
         self._send(self.current.conn, {"op": RECONNECT, "d": None})
 
+    def _connected(self) -> tuple[Session, _Connection]:
+        session = self.current
+        if session is None or session.conn is None:
+            raise RuntimeError("no bot is connected to the gateway")
+        return session, session.conn
+
+    def invalidate_session(self, *, resumable: bool) -> None:
+        """Op 9 INVALID_SESSION on the live connection, as Discord sends when it has
+        invalidated an active session. `d` says whether it may be resumed: true, the client
+        reconnects and RESUMEs it (missed events are replayed); false, the session is gone
+        (a RESUME of it gets op 9 d=false), the client must IDENTIFY again, and events
+        dispatched before it has are lost, as on Discord."""
+        session, conn = self._connected()
+        if not resumable:
+            self.sessions.pop(session.id, None)
+            self.current = None
+            session.conn = None  # nothing more is sent on the dead session
+        self._send(conn, {"op": INVALID_SESSION, "d": resumable})
+
+    def drop(self, *, code: int | None = None) -> None:
+        """End the live connection as a network fault or a gateway restart does, keeping the
+        session resumable: with `code`, a close frame carrying it (4000 "Unknown error" lets
+        the client resume); None cuts the TCP connection with no close frame."""
+        _, conn = self._connected()
+        if code is None:
+            if conn.transport is not None:
+                conn.transport.abort()
+            return
+        self._close(conn, code, "Unknown error" if code == 4000 else "closed by the emulator")
+
     async def close(self) -> None:
         for conn in list(self._connections):
             await conn.ws.close(code=1001, message=b"emulator shutting down")
@@ -114,7 +147,7 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        conn = _Connection(ws)
+        conn = _Connection(ws, transport=request.transport)
         self._connections.add(conn)
         writer = asyncio.create_task(self._writer(conn))
         if request.query.get("v") != "10":

@@ -118,11 +118,15 @@ class InteractionBuilder:
 
     def command(self, name: str, *, user: Member | User, channel: Channel | Thread,
                 options: Mapping[str, Any], subcommand: str | None, group: str | None,
-                locale: str, focused: str | None = None) -> InteractionRecord:
+                locale: str, focused: str | None = None,
+                unchecked: bool = False) -> InteractionRecord:
         """A slash command (type 2), or with `focused` the autocomplete interaction (type 4)
         for that option while the user is typing: its value may be partial (a string), the
         other options are as typed so far and required ones may be missing (docs,
-        "Autocomplete")."""
+        "Autocomplete"). `unchecked` (tests only): skip the value checks Discord makes
+        (choices, min/max value, min/max length), as a forged or malformed interaction
+        would, so a test can see the bot's own checks; option names and types still must
+        match what was synced."""
         guild_id = channel.guild.id
         scoped = [c for c in self.host.commands.get(guild_id, []) if c["name"] == name]
         found = scoped or [c for c in self.host.commands.get(None, []) if c["name"] == name]
@@ -165,7 +169,8 @@ class InteractionBuilder:
                                "focused": True})
                 continue
             values.append({"name": opt_name, "type": spec["type"],
-                           "value": self._value(where, spec, value, channel, invoker, resolved)})
+                           "value": self._value(where, spec, value, channel, invoker, resolved,
+                                                unchecked=unchecked)})
         missing = [o["name"] for o in defs if o.get("required") and o["name"] not in options]
         if missing and focused is None:
             raise ValueError(f"{where}: required options missing: {missing}")
@@ -183,7 +188,8 @@ class InteractionBuilder:
         return rec
 
     def _value(self, where: str, spec: Mapping[str, Any], value: Any, channel: Channel | Thread,
-               invoker: Member, resolved: dict[str, dict[str, Any]]) -> Any:
+               invoker: Member, resolved: dict[str, dict[str, Any]], *,
+               unchecked: bool = False) -> Any:
         kind, name = spec["type"], spec["name"]
 
         def wrong() -> TypeError:
@@ -199,6 +205,8 @@ class InteractionBuilder:
                   10: isinstance(value, int | float) and not isinstance(value, bool)}[kind]
             if not ok:
                 raise wrong()
+            if unchecked:
+                return value
             choices = [c["value"] for c in spec.get("choices") or []]
             if choices and value not in choices:
                 raise ValueError(f"{where} option {name!r} must be one of {choices}")

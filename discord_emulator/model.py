@@ -293,6 +293,9 @@ class Thread:
     invitable: bool = True
     created_at: str = field(default_factory=iso_now)
     message_count: int = 0
+    archived: bool = False  # DiscordEmulator.archive_thread; a post unarchives it unless locked
+    locked: bool = False    # then only members with Manage Threads may unarchive it
+    archive_timestamp: str | None = None  # when `archived` last changed (else created_at)
 
     @property
     def parent_id(self) -> int:
@@ -315,8 +318,9 @@ class Thread:
 
     def payload(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
-            "archived": False, "auto_archive_duration": self.auto_archive_duration,
-            "archive_timestamp": self.created_at, "locked": False,
+            "archived": self.archived, "auto_archive_duration": self.auto_archive_duration,
+            "archive_timestamp": self.archive_timestamp or self.created_at,
+            "locked": self.locked,
             "create_timestamp": self.created_at,
         }
         if self.type == PRIVATE_THREAD:
@@ -429,7 +433,8 @@ class Guild:
             "joined_at": self.bot_member.joined_at, "large": False, "unavailable": False,
             "member_count": len(members), "members": [m.payload() for m in members],
             "channels": [c.payload() for c in self.channels.values()],
-            "threads": [t.payload() for t in self.threads.values()],
+            # Active threads only, as Discord sends (an archived one is fetched when needed).
+            "threads": [t.payload() for t in self.threads.values() if not t.archived],
             "voice_states": [], "presences": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [],
         }

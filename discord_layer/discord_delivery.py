@@ -211,8 +211,9 @@ class DiscordDelivery:
         except discord.HTTPException as exc:
             if exc.status == 413:
                 raise _TooLarge from None
-            # 4xx will not fix itself; 5xx might.
-            permanent = exc.status < 500
+            # 4xx will not fix itself; 5xx might, and so does a 429 that outlasted
+            # discord.py's own retries (Discord said "later", not "never").
+            permanent = exc.status < 500 and exc.status != 429
             raise DeliveryError(f"Discord refused the message ({exc.status} {exc.code})",
                                 permanent=permanent) from None
 

@@ -36,6 +36,7 @@ from wavespeed.models import GenerationRequest
 log = logging.getLogger(__name__)
 
 THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440  # a day; posting again reopens it
+THREAD_ALREADY_CREATED = 160004  # Discord: "A thread has already been created for this message"
 
 
 class JobStarter:
@@ -276,6 +277,10 @@ class JobStarter:
                 name=thread_name(job.id, job.request.prompt), message=message,
                 auto_archive_duration=THREAD_ARCHIVE_MINUTES)
         except discord.HTTPException as exc:
+            if exc.code == THREAD_ALREADY_CREATED:
+                # A retry after a 5xx whose thread Discord had in fact made: a thread
+                # started from a message has that message's id. Use it, not the channel.
+                return message.id, message.id
             self._log_no_thread(channel.id, f"{exc.status} {exc.code}")
             return message.id, None
         return message.id, thread.id

@@ -390,10 +390,14 @@ _COLUMNS = frozenset({
 def normalize_pattern(pattern: str, kind: str) -> str:
     """How a blocklist entry is stored and compared. A regular expression is only trimmed;
     a word entry is also NFKC-normalised, case-folded and has its inner whitespace collapsed
-    to one space (it matches case-insensitively and across any whitespace anyway)."""
+    to one space (it matches case-insensitively and across any whitespace anyway), and
+    loses invisible format characters (zero-width spaces and joiners), which prompts lose
+    before they are matched: an entry keeping them could never match anything."""
     text = pattern.strip()
     if kind == "word":
-        text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+        text = "".join(ch for ch in unicodedata.normalize("NFKC", text)
+                       if unicodedata.category(ch) != "Cf")
+        text = " ".join(text.casefold().split())
     return text
 
 

@@ -279,9 +279,13 @@ async def _check(w: World, case: Case, rows: list[dict[str, Any]]) -> list[str]:
                 ends.append("ambiguous")
             else:
                 assert job["lost_outcome"] in ("not_found", "ambiguous"), job
-        # The failure notice: "<@member> job #N failed: ... were refunded."
+        # The failure notice: "<@member> job #N failed: ... were refunded." (It is posted
+        # just after the refund commits.)
+        notice = f"<@{member.id}> job #{job['id']} failed"
+        await w.emu.wait_for(lambda n=notice: any(  # type: ignore[misc]
+            n in str(m.content) for m in w.emu.messages), within=15.0)
         told = [m for m in w.emu.messages if not m.ephemeral and not m.deleted
-                and f"<@{member.id}> job #{job['id']} failed" in str(m.content)
+                and notice in str(m.content)
                 and "refunded" in str(m.content)]
         assert len(told) == 1, f"{member.name} was told of the refund {len(told)} times"
         ends.append("refunded")
@@ -322,7 +326,9 @@ async def run_case(tmp_path: Path, case: Case) -> None:
             await _started(second)
             rows = await _settled(w.db_path)
             ends = await _check(w, case, rows)
-        except BaseException:
+        except BaseException as exc:
+            # Also beside the logs: a long soak's summary comes only at its end.
+            (tmp_path / "failure.txt").write_text(f"{case.name}: {exc!r}\n")
             print(f"crash matrix case {case.name} failed; logs in {tmp_path}")
             print("--- first ---\n" + first.log_text()[-4000:])
             print("--- second ---\n" + second.log_text()[-4000:])
