@@ -352,13 +352,15 @@ async def test_killed_and_restarted_the_money_and_the_clip_come_out_right(
 
 
 def test_the_matrix_figures() -> None:
-    """Runs last in this file: one figures row for the whole matrix (pytest runs a module's
-    tests in order). Fails if any case did not run to its checks."""
-    if TALLY.runs != len(CASES):
-        pytest.skip("the matrix did not run in full (a subset was selected)")
+    """Runs last in this file: one figures row for the cases this run ran (pytest runs a
+    module's tests in order; a failed case fails the run, so every case counted passed)."""
+    if TALLY.runs == 0:
+        pytest.skip("no case of the matrix ran")
     record("crash matrix", f"bot.py SIGKILLed at {len({c.point for c in CASES})} points "
            f"x 3 WaveSpeed outcomes (+ Confirm presses) x {SEEDS} seed(s), restarted on the "
-           "same database", TALLY.kills, 0,
+           "same database" + ("" if TALLY.runs == len(CASES) else
+                              f" (a part: {TALLY.runs} of {len(CASES)} cases)"),
+           TALLY.kills, 0,
            command=COMMAND + (" --soak" if SOAK else ""),
            detail=f"{TALLY.two_jobs} runs with two jobs in flight; jobs: {TALLY.delivered} "
                   f"delivered once and charged once, {TALLY.refunded} refunded in full "
