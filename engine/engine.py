@@ -274,8 +274,11 @@ class JobEngine:
             if delay is None:
                 await self._wake.wait()
             else:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+                # meets the wake-up, and the loop would run on after close().
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
 
     async def _dispatch_ready(self) -> float | None:
         """Start as many queued jobs as the limits allow; the seconds until more may start."""
@@ -796,8 +799,9 @@ class JobEngine:
                     log.exception("job %d: late watcher error; next round", job.id)
             # Woken when a job here times out: it is new, so it is polled at once.
             pause = min(self.limits.watch_interval, self.limits.watch_scan)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._watch_wake.wait(), pause)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see _dispatch_loop
+                async with asyncio.timeout(pause):
+                    await self._watch_wake.wait()
 
     async def _watch_once(self, job: Job) -> None:
         """One slow poll of a timed-out job's task; a clip that arrives late is posted free
@@ -901,9 +905,22 @@ class JobEngine:
             log.exception("job %d: unexpected error (%d in a row); resuming from its saved "
                           "state in %.0fs", job_id, errors, delay)
             self._in_flight.discard(job_id)
-            await asyncio.sleep(delay)
-            job = await self.store.get(job_id)
-            if job is not None and not job.state.is_terminal:
-                await self._resume(job)
+            while True:
+                await asyncio.sleep(delay)
+                # Retried: if the resume fails too (the database still locked), this is
+                # the job's last task, and ending it would strand the job until a restart.
+                try:
+                    job = await self.store.get(job_id)
+                    if job is not None and not job.state.is_terminal:
+                        await self._resume(job)
+                    return
+                except LeaseLost:
+                    log.warning("job %d: left to the instance that now holds the lease",
+                                job_id)
+                    return
+                except Exception:
+                    delay = min(delay * 2, 300.0)
+                    log.exception("job %d: resuming it failed; trying again in %.0fs",
+                                  job_id, delay)
         else:
             self._resumes.pop(job_id, None)

@@ -295,7 +295,9 @@ async def _check(w: World, case: Case, rows: list[dict[str, Any]]) -> list[str]:
 async def run_case(tmp_path: Path, case: Case) -> None:
     rnd = random.Random(case.name)
     delay_ms = rnd.choice((0, 0, rnd.randint(1, 40)))
-    complete_after = rnd.uniform(0.3, 0.8)
+    # A lost reply's task must still be running when the search adopts it (about 1 s
+    # with fast timings), or the points after adoption are never passed.
+    complete_after = rnd.uniform(0.3, 0.8) + (1.5 if case.outcome == "reply_lost" else 0)
     jobs = 1 if case.via == "button" else 1 + case.seed % 2
     async with DiscordEmulator() as emu, FakeWaveSpeed(
             processing_after=0.01, complete_after=complete_after) as ws:
