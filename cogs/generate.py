@@ -83,8 +83,11 @@ class GenerateCog(commands.Cog):
         # The cheap refusals first (rules, credits), then the slow part: each file is
         # downloaded, probed and kept at WaveSpeed, and the job carries those copies.
         await s.starter.precheck(interaction, draft, channel)
+        # Asked again once the files' turn comes: a burst of commands must not each fetch
+        # and store files that the credits, spent by the earlier ones, cannot pay for.
         kept = {k.option: k.url for k in await s.intake.take(
-            files, owner=(interaction.guild_id, interaction.user.id))}
+            files, owner=(interaction.guild_id, interaction.user.id),
+            ready=lambda: s.starter.precheck(interaction, draft, channel))}
         request = dataclasses.replace(
             draft, videos=tuple(kept[f.option] for f in files if f.kind == "video"),
             audio=kept.get("audio"))

@@ -113,7 +113,8 @@ class ReferenceIntake:
             for stale in self._workdir.glob("intake-*"):
                 shutil.rmtree(stale, ignore_errors=True)
 
-    async def take(self, files: Sequence[Attached], *, owner: object = None) -> list[Kept]:
+    async def take(self, files: Sequence[Attached], *, owner: object = None,
+                   ready: Callable[[], Awaitable[None]] | None = None) -> list[Kept]:
         """Every file checked and kept, in order; or IntakeError for the first (in option
         order) that cannot be, with the others stopped. Nothing is uploaded until every
         file has passed its probe, so a refused command leaves nothing at WaveSpeed.
@@ -122,8 +123,14 @@ class ReferenceIntake:
         so at most that many commands' files are on disk at once; `owner` (a member) holds
         at most `per_owner` of them. A command that waits longer than `wait_seconds` for a
         slot, or takes longer than `work_seconds` once it has one, is refused: its answer
-        must still reach the member within Discord's 15 minutes."""
+        must still reach the member within Discord's 15 minutes.
+
+        `ready` runs once the slot is held, before any download, and refuses by raising:
+        a command whose credits went to the member's earlier commands while it waited is
+        told then, not after its files were fetched, probed and stored for nothing."""
         async with self._turn(owner):
+            if ready is not None:
+                await ready()
             directory = self._workdir / f"intake-{secrets.token_hex(8)}"
             try:
                 async with asyncio.timeout(self._work_seconds):
