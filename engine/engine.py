@@ -294,6 +294,9 @@ class JobEngine:
             try:
                 if await self._references_gone(job_id):
                     continue
+                # Read with submitted_at: a busy loop or a slow write may delay the submit
+                # task, and the POST's end must not be measured from its start.
+                began = self._monotonic()
                 job = await self.store.transition(
                     job_id, [JobState.QUEUED], JobState.SUBMITTING,
                     submitted_at=self._clock(), not_before=None)
@@ -307,12 +310,13 @@ class JobEngine:
                 continue  # cancelled while it waited
             self._limiter.record()
             self._in_flight.add(job.id)
-            self._spawn_job(job.id, self._submit(job))
+            self._spawn_job(job.id, self._submit(job, began))
         return None
 
-    async def _submit(self, job: Job) -> None:
-        """Send the POST once. Its outcome decides everything; it is never simply re-sent."""
-        began = self._monotonic()  # the POST's end is submitted_at + this long: no clock steps
+    async def _submit(self, job: Job, began: float) -> None:
+        """Send the POST once. Its outcome decides everything; it is never simply re-sent.
+        `began`: monotonic time when submitted_at was read; the POST's end is submitted_at
+        plus the time since (no clock steps)."""
         fault_hooks.reached("submitting")
         # Bounded: a bot killed mid-POST searches up to submitted_at + submit_max_seconds,
         # so the POST must start soon after submitted_at. (The board edits later anyway.)
