@@ -30,6 +30,8 @@ Faults that lose a reply after creating the task (a submit is processed and reco
 `Fault.malformed` (200 with broken JSON), `Fault.status_after_create` (an error status, as from
 a gateway whose upstream did the work), and `Fault.delay` when the client stops waiting first.
 `Fault.status` and `Fault.redirect` answer before the request is processed: no task.
+`outage(seconds)` makes chosen routes answer 503 for a while, the same way. A task with
+`TaskBehaviour.gone` is deleted at its end: its result GET is a 404 and history drops it.
 
 Pricing: `POST /api/v3/model/pricing` (`{"model_id", "inputs"}`) answers `data.unit_price`, the
 USD price of one task with those inputs, from `quote_usd` (default `contract_price_usd`, the
@@ -64,7 +66,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -210,6 +212,7 @@ class _Outcome(Enum):
     NSFW = "nsfw"
     HUGE = "huge"
     OUTPUT_MISSING = "output_missing"
+    GONE = "gone"
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,12 @@ class TaskBehaviour:
     def output_missing(cls, *, complete_after: float | None = None) -> TaskBehaviour:
         return cls(_Outcome.OUTPUT_MISSING, complete_after)
 
+    @classmethod
+    def gone(cls, *, complete_after: float | None = None) -> TaskBehaviour:
+        """Runs, then is deleted at WaveSpeed: once it would have ended, its result GET is a
+        404 ("prediction not found") and history no longer lists it."""
+        return cls(_Outcome.GONE, complete_after, failed_status="deleted")
+
 
 @dataclass
 class SimTask:
@@ -293,7 +302,8 @@ class SimTask:
     def status(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
         if now >= self.end_time():
-            if self.behaviour.outcome is _Outcome.FAIL or self.render_error is not None:
+            if (self.behaviour.outcome in (_Outcome.FAIL, _Outcome.GONE)
+                    or self.render_error is not None):
                 return "failed"
             if self.rendering:
                 return "processing"  # as WaveSpeed: completed only once the output exists
@@ -305,6 +315,11 @@ class SimTask:
     @property
     def running(self) -> bool:
         return self.status() in ("created", "processing")
+
+    @property
+    def deleted(self) -> bool:
+        """A TaskBehaviour.gone task past its end: WaveSpeed no longer knows it."""
+        return self.behaviour.outcome is _Outcome.GONE and time.monotonic() >= self.end_time()
 
     def to_data(self, base_url: str) -> dict[str, Any]:
         status = self.status()
@@ -419,6 +434,14 @@ class SimulatedWaveSpeed:
         self.clock: Callable[[], float] = time.time
         self.history_queries: list[dict[str, Any]] = []  # bodies of accepted history requests
         self._faults: dict[str, collections.deque[Fault]] = {r: collections.deque() for r in ROUTES}
+        # (route, fault, target: "" for a route-wide fault), in the order they were used.
+        self.faults_served: list[tuple[str, Fault, str]] = []
+        # inject_for(): faults for the requests of one task or prompt, by (route, target).
+        self._targeted: dict[tuple[str, str], collections.deque[Fault]] = {}
+        # outage(): until this time.monotonic(), these routes answer this status.
+        self._outage_until = 0.0
+        self._outage_routes: frozenset[str] = frozenset()
+        self._outage_code = 503
         self._behaviours: collections.deque[TaskBehaviour] = collections.deque()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -484,8 +507,33 @@ class SimulatedWaveSpeed:
             raise ValueError(f"route must be one of {sorted(ROUTES)}, not {route!r}")
         self._faults[route].extend(faults)
 
+    def inject_for(self, route: str, target: str, *faults: Fault) -> None:
+        """Like inject, but only for requests on `route` that name `target`: a task id in the
+        path (result, output) or text in a submit's prompt. Served before route-wide faults,
+        so tests running several jobs at once can give each its own."""
+        if route not in ROUTES:
+            raise ValueError(f"route must be one of {sorted(ROUTES)}, not {route!r}")
+        if not target:
+            raise ValueError("target must not be empty")
+        self._targeted.setdefault((route, target), collections.deque()).extend(faults)
+
     def queue_tasks(self, *behaviours: TaskBehaviour) -> None:
         self._behaviours.extend(behaviours)
+
+    def outage(self, seconds: float, *, routes: Iterable[str] = ROUTES, code: int = 503) -> None:
+        """For the next `seconds`, every request to `routes` answers `code` before it is
+        processed (like Fault.status: a submit creates no task), and injected faults wait
+        their turn; `outage(0)` ends it early."""
+        routes = frozenset(routes)
+        if not routes <= ROUTES:
+            raise ValueError(f"routes must be among {sorted(ROUTES)}")
+        self._outage_until = time.monotonic() + seconds
+        self._outage_routes = routes
+        self._outage_code = code
+
+    @property
+    def in_outage(self) -> bool:
+        return time.monotonic() < self._outage_until
 
     def add_foreign_task(
         self,
@@ -570,8 +618,17 @@ class SimulatedWaveSpeed:
         """
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            queue = self._faults[route]
-            fault = queue.popleft() if queue else None
+            if route in self._outage_routes and self.in_outage:
+                return _envelope(self._outage_code, "service unavailable")
+            targeted = await self._targeted_fault(route, request)
+            fault: Fault | None
+            if targeted is not None:
+                fault, target = targeted
+            else:
+                queue = self._faults[route]
+                fault, target = (queue.popleft() if queue else None), ""
+            if fault is not None:
+                self.faults_served.append((route, fault, target))
             if fault is not None and fault.kind is _FaultKind.STATUS:
                 headers = {}
                 if fault.retry_after is not None:
@@ -599,6 +656,25 @@ class SimulatedWaveSpeed:
             )
 
         return wrapped
+
+    async def _targeted_fault(self, route: str, request: web.Request
+                              ) -> tuple[Fault, str] | None:
+        """The next inject_for fault this request names, with its target."""
+        wanted = [(target, queue) for (r, target), queue in self._targeted.items()
+                  if r == route and queue]
+        if not wanted:
+            return None
+        prompt = ""
+        if route == "submit":
+            try:  # aiohttp keeps the body read, so the handler can read it again
+                body = await request.json()
+            except ValueError:
+                body = None
+            prompt = str(body.get("prompt", "")) if isinstance(body, dict) else ""
+        for target, queue in wanted:
+            if target in request.path or (prompt and target in prompt):
+                return queue.popleft(), target
+        return None
 
     def _ok(self, data: Any) -> web.Response:
         if not self.send_success_code:
@@ -832,7 +908,7 @@ class SimulatedWaveSpeed:
         order = sorted(range(len(tasks)), key=lambda i: (tasks[i].wall_ns, i), reverse=True)
         listed = []
         for task in (tasks[i] for i in order):
-            if task.wall_ns < horizon or not query.admits(task):
+            if task.wall_ns < horizon or task.deleted or not query.admits(task):
                 continue
             data = task.to_data(self.base_url)  # status read once: filter and item agree
             if query.status_admits(data["status"]):
@@ -845,7 +921,7 @@ class SimulatedWaveSpeed:
         if (denied := self._unauthorized(request)) is not None:
             return denied
         task = self.tasks.get(request.match_info["task_id"])
-        if task is None:
+        if task is None or task.deleted:
             return _envelope(404, "prediction not found")
         return self._ok(task.to_data(self.base_url))
 
