@@ -182,5 +182,6 @@ async def test_the_prompt_check_runs_off_the_event_loop(
                            ).content
     loop_thread = threading.get_ident()  # the bot runs in this test's event loop
     # The dragon once (refused before its files are fetched); the fox's prompt and negative
-    # prompt twice: before the files are fetched, and again as the job is admitted.
-    assert len(seen_in) == 5 and loop_thread not in seen_in
+    # prompt three times: before it queues for the intake, once its intake slot is held
+    # (before the files are fetched), and again as the job is admitted.
+    assert len(seen_in) == 7 and loop_thread not in seen_in
