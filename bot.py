@@ -91,10 +91,11 @@ def fast_test_timing(limits: EngineLimits) -> EngineLimits:
                                submit_max_seconds=2.5)  # FAST_CLIENT's 2 s timeouts
 
 
-# The WaveSpeed client's options under REF2VIDEO_TEST_TIMING=fast.
+# The WaveSpeed client's options under REF2VIDEO_TEST_TIMING=fast (the tests' in-process
+# clients use the same retry policy).
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 FAST_CLIENT: dict[str, Any] = {
-    "retry": RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05),
-    "request_timeout": 2.0, "submit_timeout": 2.0}
+    "retry": FAST_RETRY, "request_timeout": 2.0, "submit_timeout": 2.0}
 
 
 class Ref2VideoBot(commands.Bot):
@@ -396,6 +397,7 @@ async def run(settings: Settings) -> None:
 async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with contextlib.AsyncExitStack() as stack:
+        fast = fault_hooks.fast_timing(os.environ)  # tests only: see fault_hooks
         session = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
         if settings.simulated:
             # The same client, talking HTTP to a simulated WaveSpeed in this process.
@@ -416,13 +418,12 @@ async def _run_bot(settings: Settings, db: Database, stopper: _Stopper) -> None:
                         settings.simulate_failure_rate * 100)
         else:
             assert settings.wavespeed_api_key is not None  # Settings requires it when live
-            fast = fault_hooks.fast_timing(os.environ)
             wavespeed = WaveSpeedClient(session, settings.wavespeed_api_key.reveal(),
                                         settings.wavespeed_base_url,
                                         output_http_hosts=_reference_hosts(settings),
                                         **(FAST_CLIENT if fast else {}))
         limits, guild_wait = engine_limits(settings), 2.0
-        if fault_hooks.fast_timing(os.environ):
+        if fast:
             log.warning("%s=fast: test timings", fault_hooks.TIMING_ENV)
             # The emulator sends every GUILD_CREATE at once: no need to wait for more.
             limits, guild_wait = fast_test_timing(limits), 0.1

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot import FAST_RETRY as FAST_RETRY  # re-exported: the tests import it from here
 from engine.engine import EngineLimits, JobEngine
 from money.prices import PriceTable
 from storage.credits import CreditStore, audit
@@ -22,7 +23,7 @@ from storage.database import Database
 from storage.jobs import Job, JobState, JobStore
 from tests.fakes.delivery import RecordingDelivery
 from tests.fakes.wavespeed import FakeWaveSpeed
-from wavespeed.client import RetryPolicy, WaveSpeedClient
+from wavespeed.client import WaveSpeedClient
 from wavespeed.models import GenerationRequest
 
 GUILD = 1000
@@ -36,7 +37,6 @@ FAST_LIMITS = EngineLimits(
     lost_window_after=0.3, lost_claim_margin=0.5,
     submit_max_seconds=2.5,  # the harness client's 2 s timeouts
 )
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 def request(prompt: str = "a cat surfing a wave", **kw: Any) -> GenerationRequest:

@@ -158,6 +158,10 @@ def _kill_on_clip(emu: DiscordEmulator, proc: BotProcess) -> Callable[[], None]:
     return emu.on_change(listener)
 
 
+def _all_ended(rows: list[dict[str, Any]]) -> bool:
+    return all(r["state"] in ("delivered", "failed", "cancelled") for r in rows)
+
+
 async def _crashed(proc: BotProcess, path: Path) -> int:
     """The exit status of the crashed process. The crash point must be reached: every pair
     in the matrix is one a job passes, so jobs all ending with the process alive fail."""
@@ -170,7 +174,7 @@ async def _crashed(proc: BotProcess, path: Path) -> int:
         except TimeoutError:
             pass
         rows = await _job_rows(path)
-        if rows and all(r["state"] in ("delivered", "failed", "cancelled") for r in rows):
+        if rows and _all_ended(rows):
             settled_since = settled_since or loop.time()
             assert loop.time() - settled_since < 5.0, "the crash point was never reached"
         else:
@@ -213,8 +217,7 @@ async def _settled(path: Path) -> list[dict[str, Any]]:
     """Every job's row once all are delivered or failed (and its money settled)."""
     async def probe() -> tuple[list[dict[str, Any]]] | None:
         rows = await _job_rows(path)  # (rows,): truthy even when there is no job
-        return (rows,) if all(r["state"] in ("delivered", "failed", "cancelled")
-                              for r in rows) else None
+        return (rows,) if _all_ended(rows) else None
 
     settled: tuple[list[dict[str, Any]]] = await wait_for(probe, within=60.0)
     return settled[0]
