@@ -109,6 +109,7 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                     amount: app_commands.Range[int, 1, MAX_AMOUNT],
                     reason: app_commands.Range[str, 1, 200] | None = None) -> None:
         assert interaction.guild_id is not None
+        await _acknowledge(interaction)
         entry = await self.services.credits.grant(interaction.guild_id, user.id, amount,
                                                   actor_id=interaction.user.id, reason=reason)
         await self.services.audit.credits_changed(
@@ -125,6 +126,7 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                      amount: app_commands.Range[int, 1, MAX_AMOUNT],
                      reason: app_commands.Range[str, 1, 200] | None = None) -> None:
         assert interaction.guild_id is not None
+        await _acknowledge(interaction)
         bal = await self.services.credits.balance(interaction.guild_id, user.id)
         if amount > bal.available:
             await reply_private(
@@ -148,6 +150,7 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                           amount: app_commands.Range[int, 0, MAX_AMOUNT],
                           reason: app_commands.Range[str, 1, 200] | None = None) -> None:
         assert interaction.guild_id is not None
+        await _acknowledge(interaction)
         entry = await self.services.credits.set_balance(
             interaction.guild_id, user.id, amount, actor_id=interaction.user.id, reason=reason)
         note = "" if entry is not None else " (it already was)"
@@ -163,6 +166,13 @@ class CreditsCog(commands.GroupCog, group_name="credits", group_description="Cre
                 f"set the balance to {amount:,} credits{forfeit} for", reason)
         await reply_private(interaction, f"{user.mention}'s balance is now {amount:,} "
                             f"credits{note}.")
+
+
+async def _acknowledge(interaction: discord.Interaction) -> None:
+    """Before the first write: while another process holds the database's write lock, a
+    write waits out the busy timeout (10 s), far past Discord's 3 s for an answer, and the
+    member would hear nothing, not even the error."""
+    await interaction.response.defer(ephemeral=True, thinking=True)
 
 
 async def setup(bot: commands.Bot) -> None:

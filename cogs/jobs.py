@@ -54,6 +54,9 @@ class JobsCog(commands.GroupCog, group_name="jobs",
     async def cancel(self, interaction: discord.Interaction,
                      job: app_commands.Range[int, 1, 2**53 - 1]) -> None:
         assert interaction.guild_id is not None
+        # Before the read: behind a write waiting out another process's lock, the bot's one
+        # database connection answers nothing for up to the busy timeout (10 s > 3 s).
+        await interaction.response.defer(ephemeral=True, thinking=True)
         s = self.services
         found = await s.jobs.get(job)
         if found is None or found.guild_id != interaction.guild_id:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 
 import discord
 from discord import app_commands
@@ -31,6 +32,12 @@ OFFER_CLOSED = {
     "expired": "This question has expired, so nothing was started or charged. Ask again.",
     "missing": "This question no longer exists, so nothing was started or charged. Ask again.",
 }
+
+# SQLite refusing a write for a cause outside the bot's code: another process holding the
+# write lock past the busy timeout, the disk full, the file turned read-only. The member
+# can only wait; the operator has something to fix.
+STORAGE_TROUBLE = {sqlite3.SQLITE_BUSY: "busy", sqlite3.SQLITE_LOCKED: "busy",
+                   sqlite3.SQLITE_FULL: "full", sqlite3.SQLITE_READONLY: "read-only"}
 
 
 class UserFacingError(Exception):
@@ -63,13 +70,31 @@ def user_message(error: BaseException) -> str | None:
     return None
 
 
+def storage_trouble(error: BaseException) -> str | None:
+    """"busy", "full" or "read-only" when SQLite refused a write for that; else None."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)  # extended codes keep the primary's bits
+    return STORAGE_TROUBLE.get(code & 0xFF) if isinstance(code, int) else None
+
+
 async def report_error(interaction: discord.Interaction, error: BaseException, *,
                        what: str) -> None:
     """Answer the member about `error` (privately, whatever was said to them so far)."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     message = user_message(error)
-    if message is None:
+    trouble = storage_trouble(error)
+    if message is None and trouble is not None:
+        reference = secrets.token_hex(4)
+        log.error("%s failed: the database is %s (reference %s)", what, trouble, reference,
+                  exc_info=error)
+        # Every write is one transaction, rolled back whole when SQLite refuses it.
+        message = (f"The bot's database is {trouble} right now, so this could not be saved "
+                   f"(reference `{reference}`). You are only ever charged for a delivered "
+                   "clip, and `/jobs list` shows any job that started. Please try again in a "
+                   "few minutes; if it keeps happening, tell a moderator the reference.")
+    elif message is None:
         reference = secrets.token_hex(4)
         log.error("%s failed (reference %s)", what, reference, exc_info=error)
         # Not "nothing was charged": a bug may strike after a job was made. What is always
