@@ -11,6 +11,9 @@ from storage.credits import CreditStore
 from storage.database import Database
 from storage.jobs import JobStore
 from tests.reliability import scale
+from tests.secret_canaries import keep_pytest_capture_at_warning, secrets_stay_put
+
+__all__ = ["secrets_stay_put"]  # autouse: every test runs with canary secrets
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,6 +24,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     scale.SOAK = bool(config.getoption("--soak"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    keep_pytest_capture_at_warning(session.config)
 
 
 GUILD = 1000

@@ -22,13 +22,14 @@ from wavespeed.errors import ServerError
 from wavespeed.models import GenerationRequest
 
 SUBMIT = "/api/v3/alibaba/wan-2.6/reference-to-video"
-AUTH = {"Authorization": "Bearer test-key"}
+KEY = "simulator-test-key-0123456789"  # long: the suite watches it (tests/secret_canaries.py)
+AUTH = {"Authorization": f"Bearer {KEY}"}
 BODY = {"videos": ["https://example.com/a.mp4"], "prompt": "a cat surfs"}
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeWaveSpeed]:
-    async with FakeWaveSpeed() as server:
+    async with FakeWaveSpeed(api_key=KEY) as server:
         yield server
 
 
@@ -156,7 +157,7 @@ async def test_never_task_runs_until_finished(
 async def test_concurrency_limit_answers_429_and_creates_nothing(
     http: aiohttp.ClientSession,
 ) -> None:
-    async with FakeWaveSpeed(max_concurrent=2) as fake:
+    async with FakeWaveSpeed(api_key=KEY, max_concurrent=2) as fake:
         fake.queue_tasks(TaskBehaviour.never(), TaskBehaviour.never())
         for _ in range(2):
             status, _ = await call(http, "POST", fake.base_url + SUBMIT, headers=AUTH, json=BODY)
@@ -249,7 +250,7 @@ async def test_put_is_refused_like_object_storage_would(
 ) -> None:
     _, body = await ticket(fake, http)
     upload = body["data"]["upload"]
-    assert await put(http, upload, b"ref video", Authorization="Bearer test-key") == 400
+    assert await put(http, upload, b"ref video", Authorization=f"Bearer {KEY}") == 400
     assert await put(http, upload, b"ref video", **{"Content-Type": "video/webm"}) == 403
     assert await put(http, upload, b"ref vide") == 400  # 8 bytes, 9 declared
     assert await put(http, upload | {"url": upload["url"].split("?")[0]}, b"ref video") == 403
@@ -338,7 +339,7 @@ async def test_pricing_quotes_the_contract_table(
     assert status == 200
     assert body == {"code": 200, "message": "success",
                     "data": {"model_id": MODEL, "unit_price": usd, "currency": "USD"}}
-    async with WaveSpeedClient.open("test-key", fake.base_url, retry=FAST) as client:
+    async with WaveSpeedClient.open(KEY, fake.base_url, retry=FAST) as client:
         assert await client.price(inputs) == usd  # the bot's client reads it the same
     assert not fake.tasks and not fake.submissions  # a quote creates nothing
 
@@ -369,7 +370,8 @@ async def test_pricing_defaults_to_720p_5s_and_follows_a_changed_quote(
 async def test_a_charged_submit_costs_the_quote_and_a_refund_gives_back_what_was_charged(
     http: aiohttp.ClientSession,
 ) -> None:
-    async with FakeWaveSpeed(prices_usd=contract_price_usd, complete_after=0.01) as fake:
+    async with FakeWaveSpeed(api_key=KEY, prices_usd=contract_price_usd,
+                             complete_after=0.01) as fake:
         assert fake.charge_at_submit and fake.quote_usd is contract_price_usd
         fake.quote_usd = lambda inputs: 4.0
         fake.queue_tasks(TaskBehaviour.fail("no", complete_after=0.0))
@@ -423,7 +425,7 @@ async def test_pricing_needs_the_key_and_takes_faults(
     assert [(r.status, r.authorized) for r in fake.requests_to(PRICING)] == [
         (401, False), (401, False), (503, True), (200, True), (200, True)]
     fake.inject("pricing", *[Fault.status(502)] * FAST.attempts)
-    async with WaveSpeedClient.open("test-key", fake.base_url, retry=FAST) as client:
+    async with WaveSpeedClient.open(KEY, fake.base_url, retry=FAST) as client:
         with pytest.raises(ServerError):
             await client.price(BODY)
 
@@ -448,7 +450,7 @@ async def test_binary_upload_over_100_mb_is_413(
     target = yarl.URL(fake.base_url + BINARY)
     reader, writer = await asyncio.open_connection(target.host, target.port)
     writer.write(
-        f"POST {BINARY} HTTP/1.1\r\nHost: {target.host}\r\nAuthorization: Bearer test-key\r\n"
+        f"POST {BINARY} HTTP/1.1\r\nHost: {target.host}\r\nAuthorization: Bearer {KEY}\r\n"
         "Content-Type: multipart/form-data; boundary=x\r\n"
         f"Content-Length: {102 * 1024 * 1024}\r\n\r\n".encode()
     )
@@ -527,7 +529,7 @@ async def ended(client: WaveSpeedClient, task_id: str) -> Any:
 
 @pytest.fixture
 async def client(fake: FakeWaveSpeed) -> AsyncIterator[WaveSpeedClient]:
-    async with WaveSpeedClient.open("test-key", fake.base_url, retry=FAST) as c:
+    async with WaveSpeedClient.open(KEY, fake.base_url, retry=FAST) as c:
         yield c
 
 
@@ -577,8 +579,9 @@ async def test_uploads_past_the_memory_budget_drop_the_oldest_first(
 async def test_a_reference_to_expired_media_is_billed_and_fails(
     http: aiohttp.ClientSession,
 ) -> None:
-    async with FakeWaveSpeed(prices_usd=contract_price_usd, complete_after=0.02) as fake, \
-            WaveSpeedClient.open("test-key", fake.base_url, retry=FAST) as client:
+    async with FakeWaveSpeed(api_key=KEY, prices_usd=contract_price_usd,
+                             complete_after=0.02) as fake, \
+            WaveSpeedClient.open(KEY, fake.base_url, retry=FAST) as client:
         clock = fake.clock = Clock()
         url = await client.upload_media(make_mp4(), "ref.mp4", "video/mp4")
         clock.now += 7 * DAY + 1
@@ -656,8 +659,8 @@ async def test_a_slow_reference_check_holds_the_task_processing(
         await release.wait()
         return "no video stream"
 
-    async with FakeWaveSpeed(reference_check=check, complete_after=0.0) as fake, \
-            WaveSpeedClient.open("test-key", fake.base_url, retry=FAST) as client:
+    async with FakeWaveSpeed(api_key=KEY, reference_check=check, complete_after=0.0) as fake, \
+            WaveSpeedClient.open(KEY, fake.base_url, retry=FAST) as client:
         fake.uploads["planted"] = b"bytes"  # put in by hand: no upload time, never expires
         fake.clock = lambda: time.time() + 30 * DAY
         task = await client.submit(GenerationRequest(
